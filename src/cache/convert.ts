@@ -1,0 +1,125 @@
+// Index-style BuildKit cache <-> OCI image manifest. Pure: bytes and JSON in, data out.
+// The manifest has the shape BuildKit >= 0.12 writes with image-manifest=true (config = the
+// cacheconfig, layers = the cache blobs), plus one layer of regshim's own that holds the
+// exact bytes of the original index, so the index can be served back byte for byte.
+import { createHash } from 'node:crypto';
+import { BUILDKIT_CACHE_CONFIG, DOCKER_TO_OCI_LAYER, OCI_MANIFEST } from '../registry/media-types.js';
+import { type CacheIndex, type Descriptor, isObject } from './detect.js';
+
+export const INDEX_DIGEST_ANNOTATION = 'dev.regshim.cache.index.digest';
+export const INDEX_MEDIA_TYPE_ANNOTATION = 'dev.regshim.cache.index.mediaType';
+
+/** BuildKit refuses to import a cache manifest or cacheconfig larger than this (remotecache readBlob). */
+export const BUILDKIT_IMPORT_LIMIT = 1 << 20;
+
+export interface ImageManifest {
+  schemaVersion: 2;
+  mediaType: typeof OCI_MANIFEST;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations: Record<string, string>;
+}
+
+export interface Converted {
+  manifest: ImageManifest;
+  bytes: Buffer;
+  digest: string;
+  /** The descriptor of the original index bytes, stored as a blob. */
+  indexBlob: Descriptor;
+}
+
+export function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** The digest of `bytes` computed with the algorithm that `expected` names. */
+export function digestAs(expected: string, bytes: Uint8Array): string {
+  const algorithm = expected.slice(0, expected.indexOf(':'));
+  if (algorithm !== 'sha256' && algorithm !== 'sha512') return sha256(bytes);
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+}
+
+/** An OCI layer type for a Docker one; other types are kept (they are already OCI or opaque). */
+export function ociLayerType(mediaType: string): string {
+  return DOCKER_TO_OCI_LAYER.get(mediaType) ?? mediaType;
+}
+
+/**
+ * The image manifest that stands for a cache index upstream. Deterministic: the same index
+ * bytes and layer media type always give the same manifest bytes, so any replica can work
+ * out which manifest belongs to an index digest.
+ */
+export function toImageManifest(index: CacheIndex, indexBytes: Uint8Array, indexLayerMediaType: string): Converted {
+  const indexDigest = sha256(indexBytes);
+  const indexBlob: Descriptor = { mediaType: indexLayerMediaType, digest: indexDigest, size: indexBytes.byteLength };
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: index.config,
+    layers: [...index.layers.map((d) => ({ ...d, mediaType: ociLayerType(d.mediaType) })), indexBlob],
+    annotations: {
+      [INDEX_DIGEST_ANNOTATION]: indexDigest,
+      [INDEX_MEDIA_TYPE_ANNOTATION]: index.mediaType,
+    },
+  };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  return { manifest, bytes, digest: sha256(bytes), indexBlob };
+}
+
+/** What a converted manifest says about the index it stands for. */
+export interface IndexReference {
+  indexDigest: string;
+  indexMediaType: string;
+  indexSize: number;
+}
+
+/**
+ * Reads a manifest fetched from the upstream: the reference to the original index when it
+ * is one regshim wrote, else undefined. The index layer is found by digest, not by media
+ * type, so manifests written under another --index-media-type still restore.
+ */
+export function readConvertedManifest(bytes: Uint8Array): IndexReference | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!isObject(doc) || doc.mediaType !== OCI_MANIFEST && doc.mediaType !== undefined) return undefined;
+  if (!isObject(doc.config) || doc.config.mediaType !== BUILDKIT_CACHE_CONFIG) return undefined;
+  if (!isObject(doc.annotations) || !Array.isArray(doc.layers)) return undefined;
+  const indexDigest = doc.annotations[INDEX_DIGEST_ANNOTATION];
+  const indexMediaType = doc.annotations[INDEX_MEDIA_TYPE_ANNOTATION];
+  if (typeof indexDigest !== 'string' || typeof indexMediaType !== 'string') return undefined;
+  const layer: unknown = doc.layers.find((l: unknown) => isObject(l) && l.digest === indexDigest);
+  if (!isObject(layer) || !Number.isSafeInteger(layer.size)) return undefined;
+  return { indexDigest, indexMediaType, indexSize: layer.size as number };
+}
+
+/**
+ * The original index, from the bytes of the index blob. Refuses bytes that are not the
+ * ones the manifest names: a client verifies what it gets, and BuildKit's cache importer
+ * does not, so a wrong byte must fail here, loudly.
+ */
+export function restoreIndex(ref: IndexReference, blob: Uint8Array): Buffer {
+  const actual = digestAs(ref.indexDigest, blob);
+  if (actual !== ref.indexDigest || blob.byteLength !== ref.indexSize) {
+    throw new Error(`index blob ${ref.indexDigest} has digest ${actual} and ${blob.byteLength} bytes, expected ${ref.indexSize}`);
+  }
+  return Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+}
+
+/** The reasons BuildKit will silently refuse to import this cache; empty when it will. */
+export function importLimitProblems(index: CacheIndex, indexBytes: Uint8Array, converted: Converted): string[] {
+  const out: string[] = [];
+  if (indexBytes.byteLength > BUILDKIT_IMPORT_LIMIT) {
+    out.push(`the cache index is ${indexBytes.byteLength} bytes, over BuildKit's import limit of ${BUILDKIT_IMPORT_LIMIT}`);
+  }
+  if (converted.bytes.byteLength > BUILDKIT_IMPORT_LIMIT) {
+    out.push(`the converted manifest is ${converted.bytes.byteLength} bytes, over BuildKit's import limit of ${BUILDKIT_IMPORT_LIMIT}`);
+  }
+  if (index.config.size > BUILDKIT_IMPORT_LIMIT) {
+    out.push(`the cacheconfig is ${index.config.size} bytes, over BuildKit's import limit of ${BUILDKIT_IMPORT_LIMIT}`);
+  }
+  return out;
+}

@@ -1,0 +1,117 @@
+// Flags and environment -> Config -> start. Nothing else lives here.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { request } from 'undici';
+import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/convert.js';
+import { classifyManifest } from './cache/detect.js';
+import { ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
+import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
+import { createServer } from './server.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const USAGE_ERROR = 2;
+
+function serveOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--upstream <url>', 'registry to front, e.g. https://registry.example.com').env('REGSHIM_UPSTREAM'))
+    .addOption(new Option('--listen <host:port>', `address to listen on (default ${DEFAULTS.listen})`).env('REGSHIM_LISTEN'))
+    .addOption(new Option('--upstream-ca <file>', 'PEM CA bundle to trust for an https upstream').env('REGSHIM_UPSTREAM_CA'))
+    .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve clients over https').env('REGSHIM_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('REGSHIM_TLS_KEY'))
+    .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)').env('REGSHIM_LOG_LEVEL'))
+    .addOption(new Option('--cache-max-bytes <size>', 'memory bound of the digest map (default 64MiB)').env('REGSHIM_CACHE_MAX_BYTES'))
+    .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
+    .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
+    .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
+    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'));
+}
+
+async function serve(raw: RawConfig): Promise<void> {
+  const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
+  const shim = createServer(config);
+  await shim.listen();
+  const stop = (signal: string) => {
+    shim.log.info({ signal }, 'shutting down');
+    shim.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** `regshim convert <file>`: the image manifest regshim would store for a cache index file. */
+function convert(file: string, indexMediaType: string | undefined): void {
+  const bytes = readFileSync(file);
+  const detection = classifyManifest(bytes, undefined);
+  if (detection.kind === 'invalid') throw new ConfigError(`${file} is a malformed cache index: ${detection.detail}`);
+  if (detection.kind === 'not-cache') throw new ConfigError(`${file} is not a BuildKit cache index (an OCI index or Docker list of cache blobs)`);
+  const config = parseConfig({ upstream: 'http://unused', indexMediaType });
+  process.stdout.write(`${JSON.stringify(toImageManifest(detection.index, bytes, config.indexMediaType).manifest, null, 2)}\n`);
+}
+
+/** `regshim inspect <manifest-url>`: both forms of a cache, read from a registry or through regshim. */
+async function inspect(url: string, indexMediaType: string | undefined): Promise<void> {
+  const manifestUrl = new URL(url);
+  const accept = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST].join(', ');
+  const get = async (u: URL) => {
+    const res = await request(u, { headers: { accept } });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode !== 200) throw new ConfigError(`GET ${u.href} answered ${res.statusCode}: ${body.toString('utf8').slice(0, 500)}`);
+    return body;
+  };
+  const bytes = await get(manifestUrl);
+  const ref = readConvertedManifest(bytes);
+  let index: Buffer;
+  if (ref) {
+    index = restoreIndex(ref, await get(new URL(manifestUrl.pathname.replace(/\/manifests\/[^/]+$/, `/blobs/${ref.indexDigest}`), manifestUrl)));
+  } else {
+    index = bytes;
+  }
+  const detection = classifyManifest(index, undefined);
+  if (detection.kind !== 'cache') throw new ConfigError(`${url} is not a BuildKit cache (neither a cache index nor a manifest regshim converted)`);
+  const config = parseConfig({ upstream: 'http://unused', indexMediaType });
+  const converted = toImageManifest(detection.index, index, config.indexMediaType);
+  const out = {
+    source: ref ? 'converted manifest (upstream)' : 'cache index',
+    index: { digest: converted.manifest.annotations['dev.regshim.cache.index.digest'], size: index.length, document: JSON.parse(index.toString('utf8')) as unknown },
+    manifest: { digest: converted.digest, size: converted.bytes.length, document: converted.manifest },
+  };
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('regshim')
+    .description('Registry proxy that stores BuildKit index-style caches as OCI image manifests')
+    .version(VERSION, '--version')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  serveOptions(program.command('serve', { isDefault: true }).description('run the proxy (the default command)'))
+    .exitOverride()
+    .action(async (opts: RawConfig) => serve(opts));
+  program
+    .command('convert <file>')
+    .description('print the OCI image manifest regshim stores for a cache index file')
+    .option('--index-media-type <type>', 'media type of the index layer')
+    .exitOverride()
+    .action((file: string, opts: { indexMediaType?: string }) => convert(file, opts.indexMediaType));
+  program
+    .command('inspect <manifest-url>')
+    .description('show both forms of a cache, e.g. http://127.0.0.1:5000/v2/team/app/manifests/cache')
+    .option('--index-media-type <type>', 'media type of the index layer')
+    .exitOverride()
+    .action(async (url: string, opts: { indexMediaType?: string }) => inspect(url, opts.indexMediaType));
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? 0 : USAGE_ERROR;
+      return;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`regshim: ${err.message}\nRun 'regshim --help' for the options.\n`);
+      process.exitCode = USAGE_ERROR;
+      return;
+    }
+    process.stderr.write(`regshim: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,155 @@
+import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface Config {
+  /** The registry regshim fronts, origin only (http: or https:). */
+  readonly upstream: URL;
+  readonly listenHost: string;
+  /** 0 picks a free port (tests). */
+  readonly listenPort: number;
+  /** Extra CA certificates (PEM) to trust for an https upstream. */
+  readonly upstreamCa: string | undefined;
+  /** PEM certificate and key: when both are set, clients reach regshim over https. */
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly logLevel: LogLevel;
+  /** Bound of the digest map, in bytes of index and bookkeeping. */
+  readonly cacheMaxBytes: number;
+  /** Largest manifest body regshim reads into memory; larger PUTs get 413. */
+  readonly maxManifestBytes: number;
+  /** Media type of the layer that keeps the original index bytes (allow-list it on Quay, GitLab). */
+  readonly indexMediaType: string;
+  /** An upstream silent for this long (no headers, no body bytes) gets 504. */
+  readonly upstreamTimeoutMs: number;
+  /** A client connection silent for this long is closed. */
+  readonly clientIdleTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Raw settings, as strings, from flags or environment; undefined means "use the default". */
+export interface RawConfig {
+  upstream?: string | undefined;
+  listen?: string | undefined;
+  upstreamCa?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  logLevel?: string | undefined;
+  cacheMaxBytes?: string | undefined;
+  maxManifestBytes?: string | undefined;
+  indexMediaType?: string | undefined;
+  upstreamTimeout?: string | undefined;
+  clientIdleTimeout?: string | undefined;
+}
+
+export const DEFAULTS = {
+  listen: '127.0.0.1:5000',
+  logLevel: 'info' as LogLevel,
+  cacheMaxBytes: 64 * 1024 * 1024,
+  maxManifestBytes: 4 * 1024 * 1024,
+  indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
+  upstreamTimeoutMs: 120_000,
+  clientIdleTimeoutMs: 300_000,
+};
+
+// RFC 6838 "type/subtype" with its restricted-name characters.
+const MEDIA_TYPE_RE = /^[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}\/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}$/;
+
+/**
+ * Validates raw settings once, at start. File contents (CA, certificate, key) are passed
+ * in already read, so this stays free of I/O. Every message says how to fix the problem.
+ */
+export function parseConfig(raw: RawConfig, files: { read(path: string): string } = { read: noFiles }): Config {
+  const upstream = parseUpstream(raw.upstream);
+  const [listenHost, listenPort] = parseListen(raw.listen ?? DEFAULTS.listen);
+  const logLevel = (raw.logLevel ?? DEFAULTS.logLevel) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`--log-level ${JSON.stringify(raw.logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  if ((raw.tlsCert === undefined) !== (raw.tlsKey === undefined)) {
+    throw new ConfigError('--tls-cert and --tls-key go together: give both files, or neither for plain http');
+  }
+  const indexMediaType = raw.indexMediaType ?? DEFAULTS.indexMediaType;
+  if (!MEDIA_TYPE_RE.test(indexMediaType)) {
+    throw new ConfigError(`--index-media-type ${JSON.stringify(indexMediaType)} is not a media type like application/vnd.example.index.v1+json`);
+  }
+  return Object.freeze({
+    upstream,
+    listenHost,
+    listenPort,
+    upstreamCa: readFile(files, '--upstream-ca', raw.upstreamCa),
+    tlsCert: readFile(files, '--tls-cert', raw.tlsCert),
+    tlsKey: readFile(files, '--tls-key', raw.tlsKey),
+    logLevel,
+    cacheMaxBytes: parseBytes('--cache-max-bytes', raw.cacheMaxBytes, DEFAULTS.cacheMaxBytes),
+    maxManifestBytes: parseBytes('--max-manifest-bytes', raw.maxManifestBytes, DEFAULTS.maxManifestBytes),
+    indexMediaType,
+    upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
+    clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
+  });
+}
+
+function parseUpstream(value: string | undefined): URL {
+  if (value === undefined || value === '') {
+    throw new ConfigError('--upstream is required: the registry to front, e.g. --upstream https://123456789012.dkr.ecr.eu-west-1.amazonaws.com (or REGSHIM_UPSTREAM)');
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--upstream ${JSON.stringify(value)} is not a URL: write it as http://host:port or https://host`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`--upstream ${JSON.stringify(value)} must start with http:// or https://`);
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new ConfigError(`--upstream ${JSON.stringify(value)} must be an origin only (scheme, host, port): the registry API lives at /v2/, and credentials come from the clients`);
+  }
+  return new URL(url.origin);
+}
+
+function parseListen(value: string): [string, number] {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new ConfigError(`--listen ${JSON.stringify(value)} must be host:port, e.g. 127.0.0.1:5000 or 0.0.0.0:5000 or [::1]:5000`);
+  }
+  return [m[1] ?? (m[2] || '0.0.0.0'), port];
+}
+
+function parseBytes(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const m = /^(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$/i.exec(value.trim());
+  const unit = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+  const n = m ? Number(m[1]) * unit[(m[2] ?? '').toLowerCase() as keyof typeof unit] : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(`${flag} ${JSON.stringify(value)} must be a positive size in bytes, e.g. 67108864 or 64MiB`);
+  }
+  return n;
+}
+
+function parseSeconds(flag: string, value: string | undefined, fallbackMs: number): number {
+  if (value === undefined) return fallbackMs;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw new ConfigError(`${flag} ${JSON.stringify(value)} must be a positive number of seconds, e.g. 120 or 0.5`);
+  }
+  return Math.round(n * 1000);
+}
+
+function readFile(files: { read(path: string): string }, flag: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return files.read(path);
+  } catch (err) {
+    throw new ConfigError(`${flag} ${JSON.stringify(path)} cannot be read (${(err as Error).message}): give the path of a PEM file`);
+  }
+}
+
+function noFiles(path: string): string {
+  throw new Error(`no file reader for ${path}`);
+}

@@ -1,0 +1,48 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one server; each server has its own registry, so tests don't share. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'regshim_' });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'regshim_requests_total',
+      help: 'Requests answered, by route kind, method and status',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'regshim_request_duration_seconds',
+      help: 'Time to answer a request, by route kind',
+      labelNames: ['route'] as const,
+      buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60, 300],
+      registers: [registry],
+    }),
+    conversions: new Counter({
+      name: 'regshim_conversions_total',
+      help: 'Cache indexes converted to image manifests (in) and restored from them (out)',
+      labelNames: ['direction'] as const,
+      registers: [registry],
+    }),
+    importLimit: new Counter({
+      name: 'regshim_cache_over_import_limit_total',
+      help: "Caches stored that BuildKit will refuse to import (over its 1 MiB limit)",
+      registers: [registry],
+    }),
+    digestMap: new Counter({
+      name: 'regshim_digest_map_lookups_total',
+      help: 'Digest map lookups, by result',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: 'regshim_upstream_errors_total',
+      help: 'Upstream connections that failed or timed out',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,99 @@
+// Everything that is not a cache manifest streams through here, socket to socket, with
+// back-pressure. The guards are those of ../../docs (node-proxy-pitfalls): each has a test.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import { createProxyServer } from 'http-proxy-3';
+import type { Config } from '../config.js';
+import { addUpstreamTime } from '../observability/access-log.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { OciError, sendOciError } from '../registry/errors.js';
+import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
+
+export interface Passthrough {
+  (req: IncomingMessage, res: ServerResponse): void;
+  close(): void;
+}
+
+const TIMEOUT = 'UPSTREAM_TIMEOUT';
+
+export function createPassthrough(config: Config, log: Logger, metrics: Metrics): Passthrough {
+  const tlsUpstream = config.upstream.protocol === 'https:';
+  // Keep-alive: a connection per request costs a third of the small-request rate.
+  const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, scheduling: 'lifo' as const };
+  const agent = tlsUpstream
+    ? new https.Agent({ ...agentOptions, ...(config.upstreamCa ? { ca: config.upstreamCa } : {}) })
+    : new http.Agent(agentOptions);
+  const proxy = createProxyServer({
+    target: config.upstream.origin,
+    agent,
+    changeOrigin: true, // the upstream sees its own Host (virtual hosting, SNI); Locations are rewritten back
+    xfwd: false,
+    followRedirects: false, // a 307 to object storage must reach the client
+    ...(config.upstreamCa ? { ca: config.upstreamCa } : {}),
+  });
+  const tlsClients = config.tlsCert !== undefined;
+  const fallbackHost = `${config.listenHost}:${config.listenPort}`;
+
+  proxy.on('proxyReq', (proxyReq, req) => {
+    const started = performance.now();
+    proxyReq.once('response', () => addUpstreamTime(req, performance.now() - started));
+    // An idle upstream, before or during the body, fails the request instead of hanging it.
+    proxyReq.setTimeout(config.upstreamTimeoutMs, () => {
+      proxyReq.destroy(Object.assign(new Error('upstream idle timeout'), { code: TIMEOUT }));
+    });
+  });
+
+  proxy.on('proxyRes', (proxyRes, req, res) => {
+    rewriteResponseHeaders(proxyRes.headers, config.upstream, publicOrigin(req.headers, tlsClients, fallbackHost));
+    // An upstream that dies mid-body: end the client's response at once, don't let it hang.
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete) res.destroy();
+    });
+  });
+
+  proxy.on('error', (err, req, res) => {
+    const code = (err as NodeJS.ErrnoException).code;
+    metrics.upstreamErrors.inc({ kind: code === TIMEOUT ? 'timeout' : 'connection' });
+    if (!('setHeader' in res)) return;
+    if (res.headersSent || req.socket.destroyed) {
+      res.destroy();
+      return;
+    }
+    log.warn({ err: { code, message: (err as Error).message }, method: req.method }, 'upstream request failed');
+    const oci = code === TIMEOUT
+      ? new OciError('UPSTREAM_TIMEOUT', `the upstream registry ${config.upstream.origin} did not answer in time`)
+      : new OciError('UPSTREAM_UNREACHABLE', `the upstream registry ${config.upstream.origin} cannot be reached`, { cause: code });
+    sendOciError(res, oci, req.method);
+  });
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
+    delete req.headers.expect;
+    proxy.web(req, res);
+  };
+  return Object.assign(handler, {
+    close: () => {
+      proxy.close();
+      agent.destroy();
+    },
+  });
+}
+
+/**
+ * http-proxy sets Content-Length: 0 on a DELETE/OPTIONS without one and still pipes the
+ * body: a request-smuggling path. OCI DELETE has no body, so one that carries a body is
+ * refused before anything reads it. True when the request was refused.
+ */
+export function refuseBodyOnDelete(req: IncomingMessage, res: ServerResponse): boolean {
+  const method = req.method;
+  if ((method !== 'DELETE' && method !== 'OPTIONS') || !hasBody(req)) return false;
+  res.shouldKeepAlive = false;
+  sendOciError(res, new OciError('UNSUPPORTED', `a ${method} request must not carry a body`), method, { connection: 'close' });
+  return true;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}

@@ -1,0 +1,149 @@
+// regshim's own calls to the upstream registry (manifests, the index blob, readiness).
+// Pass-through traffic does not come here: it streams through passthrough/.
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool, request as undiciRequest, errors as undiciErrors } from 'undici';
+import type { Config } from '../config.js';
+import { OciError } from './errors.js';
+
+export type Headers = Record<string, string | string[]>;
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Headers;
+  /** Empty for HEAD. */
+  body: Buffer;
+  /** Milliseconds until the response headers arrived. */
+  latencyMs: number;
+}
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE' | 'PATCH';
+  /** A path with query, or an absolute URL on the upstream (upload Locations). */
+  path: string;
+  headers: Headers;
+  body?: Buffer;
+  /** Aborts the upstream request, e.g. when the client has gone. */
+  signal?: AbortSignal | undefined;
+  /** Largest body to read; past it the request fails with MANIFEST_TOO_LARGE. */
+  maxBodyBytes: number;
+}
+
+// Hop-by-hop headers (RFC 9110 section 7.6.1) and those regshim sets itself.
+const NOT_FORWARDED = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'host', 'content-length', 'expect',
+]);
+
+/** The client's request headers that go on to the upstream: Authorization among them, unchanged. */
+export function forwardedRequestHeaders(headers: IncomingHttpHeaders, overrides: Headers = {}): Headers {
+  const out: Headers = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || NOT_FORWARDED.has(name)) continue;
+    out[name] = value;
+  }
+  return Object.assign(out, overrides);
+}
+
+export class Upstream {
+  private readonly pool: Pool;
+  readonly origin: string;
+  private readonly timeoutMs: number;
+
+  constructor(config: Config) {
+    this.origin = config.upstream.origin;
+    this.timeoutMs = config.upstreamTimeoutMs;
+    this.pool = new Pool(this.origin, {
+      connect: { timeout: Math.min(config.upstreamTimeoutMs, 30_000), ...(config.upstreamCa ? { ca: config.upstreamCa } : {}) },
+      headersTimeout: config.upstreamTimeoutMs,
+      bodyTimeout: config.upstreamTimeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const started = performance.now();
+    const path = this.pathOf(req.path);
+    let res;
+    try {
+      res = await this.pool.request({
+        method: req.method,
+        path,
+        headers: req.headers,
+        body: req.body ?? null,
+        signal: req.signal,
+      });
+    } catch (err) {
+      throw toOciError(err, this.origin);
+    }
+    const latencyMs = performance.now() - started;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > req.maxBodyBytes) {
+          res.body.destroy();
+          throw new OciError('MANIFEST_TOO_LARGE', `the upstream answered with more than ${req.maxBodyBytes} bytes`, {
+            limit: req.maxBodyBytes,
+          });
+        }
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      throw err instanceof OciError ? err : toOciError(err, this.origin);
+    }
+    return { status: res.statusCode, headers: res.headers as Headers, body: Buffer.concat(chunks, size), latencyMs };
+  }
+
+  /**
+   * A GET on another host that the upstream redirected to (presigned S3 or GCS URLs):
+   * without the client's credentials, which belong to the registry alone.
+   */
+  async fetchElsewhere(url: URL, maxBodyBytes: number): Promise<UpstreamResponse> {
+    const started = performance.now();
+    try {
+      const res = await undiciRequest(url, { method: 'GET', headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      if (body.length > maxBodyBytes) throw new OciError('MANIFEST_TOO_LARGE', `the blob at ${url.host} is larger than ${maxBodyBytes} bytes`);
+      return { status: res.statusCode, headers: res.headers as Headers, body, latencyMs: performance.now() - started };
+    } catch (err) {
+      throw toOciError(err, url.origin);
+    }
+  }
+
+  /** An upload Location may be absolute (on the upstream) or relative; undici wants a path. */
+  private pathOf(location: string): string {
+    if (location.startsWith('/')) return location;
+    const url = new URL(location, this.origin);
+    if (url.origin !== this.origin) {
+      throw new OciError('UNKNOWN', `the upstream sent an upload location on another host (${url.host})`);
+    }
+    return url.pathname + url.search;
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+/** What went wrong talking to the upstream, as the error a client sees: 504 for silence, 502 for the rest. */
+export function toOciError(err: unknown, origin: string): OciError {
+  if (err instanceof OciError) return err;
+  const e = err as { code?: string; name?: string; message?: string };
+  if (
+    err instanceof undiciErrors.HeadersTimeoutError ||
+    err instanceof undiciErrors.BodyTimeoutError ||
+    err instanceof undiciErrors.ConnectTimeoutError ||
+    e.code === 'UPSTREAM_TIMEOUT'
+  ) {
+    return new OciError('UPSTREAM_TIMEOUT', `the upstream registry ${origin} did not answer in time`, { cause: e.code });
+  }
+  return new OciError('UPSTREAM_UNREACHABLE', `the upstream registry ${origin} cannot be reached`, {
+    cause: e.code ?? e.name ?? 'error',
+  });
+}
+
+export function header(headers: Headers, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}

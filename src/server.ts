@@ -1,0 +1,142 @@
+// Where a request goes. Blob and upload traffic (the bytes) goes from a bare node:http
+// handler straight to the streaming proxy: express in front of it halves throughput.
+// Manifests, health and metrics go through express, which they need.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { DigestMap } from './cache/digest-map.js';
+import { UpstreamAnswer, createManifestHandlers } from './cache/manifests.js';
+import type { Config } from './config.js';
+import { trackRequest } from './observability/access-log.js';
+import { type Logger, createLogger } from './observability/log.js';
+import { createMetrics } from './observability/metrics.js';
+import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
+import { OciError, sendOciError } from './registry/errors.js';
+import { parseRoute } from './registry/routes.js';
+import { Upstream } from './registry/upstream.js';
+
+export interface RegShim {
+  readonly server: http.Server;
+  readonly log: Logger;
+  /** Starts listening; resolves with the URL clients use. */
+  listen(): Promise<URL>;
+  /** Stops accepting, ends open connections, releases upstream sockets. */
+  close(): Promise<void>;
+}
+
+export interface ServerOptions {
+  /** Where logs go (tests capture them); stdout by default. */
+  logDestination?: { write(line: string): void };
+}
+
+const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+export function createServer(config: Config, options: ServerOptions = {}): RegShim {
+  const log = createLogger(config.logLevel, options.logDestination);
+  const metrics = createMetrics();
+  const upstream = new Upstream(config);
+  const passthrough = createPassthrough(config, log, metrics);
+  const map = new DigestMap(config.cacheMaxBytes, {
+    hit: (kind, digest) => {
+      metrics.digestMap.inc({ result: 'hit' });
+      log.debug({ kind, digest }, 'digest map hit');
+    },
+    miss: (kind, digest) => {
+      metrics.digestMap.inc({ result: 'miss' });
+      log.debug({ kind, digest }, 'digest map miss');
+    },
+  });
+  const manifests = createManifestHandlers({ config, upstream, map, log, metrics, passthrough });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const ready = await upstream
+      .request({ method: 'GET', path: '/v2/', headers: {}, maxBodyBytes: 1 << 16 })
+      .then((r) => r.status === 200 || r.status === 401, () => false);
+    if (ready) res.json({ status: 'ready' });
+    else sendOciError(res, new OciError('UNAVAILABLE', `the upstream registry ${config.upstream.origin} is not answering /v2/`));
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  const manifestPath = /^\/v2\/.+\/manifests\/[^/]+$/;
+  app.get(manifestPath, manifests.get); // express answers HEAD with the GET route
+  app.put(manifestPath, express.raw({ limit: config.maxManifestBytes, type: () => true }), manifests.put);
+  app.delete(manifestPath, manifests.remove);
+  app.use((req: Request, res: Response) => passthrough(req, res));
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (err instanceof UpstreamAnswer) return manifests.sendUpstream(req, res, err.response);
+    const oci = toOciError(err, config.maxManifestBytes);
+    if (oci.status >= 500 && oci.code === 'UNKNOWN') log.error({ err, method: req.method, path: req.path }, 'request failed');
+    // An unread body is still on the socket: don't reuse the connection.
+    const close = oci.code === 'MANIFEST_TOO_LARGE' ? { connection: 'close' } : undefined;
+    sendOciError(res, oci, req.method, close);
+  });
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const pathname = q === -1 ? url : url.slice(0, q);
+    const route = parseRoute(pathname);
+    trackRequest(req, res, route, log, metrics, OWN_PATHS.has(pathname) ? 'debug' : 'info');
+    if (refuseBodyOnDelete(req, res)) return;
+    if (route.kind === 'manifest' || OWN_PATHS.has(pathname)) app(req, res);
+    else passthrough(req, res);
+  };
+
+  // Node's requestTimeout (300 s for the whole body) would fail any push longer than five
+  // minutes: switch it off and close only connections that go idle.
+  const serverOptions: http.ServerOptions = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 };
+  const server: http.Server = config.tlsCert && config.tlsKey
+    ? https.createServer({ ...serverOptions, cert: config.tlsCert, key: config.tlsKey }, onRequest)
+    : http.createServer(serverOptions, onRequest);
+  server.setTimeout(config.clientIdleTimeoutMs);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    log.debug({ code: err.code }, 'malformed or interrupted client request');
+    if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  return {
+    server,
+    log,
+    listen: () =>
+      new Promise<URL>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.listenPort, config.listenHost, () => {
+          server.off('error', reject);
+          const address = server.address() as AddressInfo;
+          const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+          const url = new URL(`${config.tlsCert ? 'https' : 'http'}://${host}:${address.port}`);
+          log.info({ url: url.origin, upstream: config.upstream.origin }, 'listening');
+          resolve(url);
+        });
+      }),
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      passthrough.close();
+      await upstream.close();
+    },
+  };
+}
+
+function toOciError(err: unknown, maxManifestBytes: number): OciError {
+  if (err instanceof OciError) return err;
+  const e = err as { type?: string; status?: number; message?: string };
+  if (e.type === 'entity.too.large') {
+    return new OciError('MANIFEST_TOO_LARGE', `manifest bodies are limited to ${maxManifestBytes} bytes (--max-manifest-bytes)`, { limit: maxManifestBytes });
+  }
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+    return new OciError('MANIFEST_INVALID', e.message ?? 'the request could not be read');
+  }
+  return new OciError('UNKNOWN', 'regshim failed to answer this request');
+}
