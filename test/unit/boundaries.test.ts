@@ -1,0 +1,44 @@
+// Like go-containerregistry's depcheck_test.go: the architecture's boundaries, checked.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const src = join(import.meta.dirname, '..', '..', 'src');
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(join(src, file), 'utf8');
+  return [...text.matchAll(/^\s*import\s[^;]*?from\s+'([^']+)'/gm)].map((m) => m[1] as string);
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(src, dir), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => relative(src, join(src, dir, f)));
+}
+
+describe('module boundaries', () => {
+  it('the conversion is pure: convert.ts and detect.ts import nothing that does I/O', () => {
+    const allowed = new Set(['node:crypto', '../registry/media-types.js', '../registry/routes.js', './detect.js']);
+    for (const file of ['cache/convert.ts', 'cache/detect.ts']) {
+      expect(importsOf(file).filter((i) => !allowed.has(i)), file).toEqual([]);
+    }
+  });
+
+  it('registry/ (the protocol) knows nothing of cache/ or passthrough/', () => {
+    for (const file of filesUnder('registry')) {
+      expect(importsOf(file).filter((i) => /cache\/|passthrough\//.test(i)), file).toEqual([]);
+    }
+  });
+
+  it('passthrough/ knows nothing of cache/', () => {
+    for (const file of filesUnder('passthrough')) {
+      expect(importsOf(file).filter((i) => /cache\//.test(i)), file).toEqual([]);
+    }
+  });
+
+  it('only cli.ts reads process.env or the file system for configuration', () => {
+    for (const file of filesUnder('.').filter((f) => f !== 'cli.ts')) {
+      expect(readFileSync(join(src, file), 'utf8'), file).not.toMatch(/process\.env/);
+    }
+  });
+});

@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  BUILDKIT_IMPORT_LIMIT,
+  INDEX_DIGEST_ANNOTATION,
+  INDEX_MEDIA_TYPE_ANNOTATION,
+  importLimitProblems,
+  ociLayerType,
+  readConvertedManifest,
+  restoreIndex,
+  sha256,
+  toImageManifest,
+} from '../../src/cache/convert.js';
+import { type CacheIndex, classifyManifest } from '../../src/cache/detect.js';
+import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
+import { cacheIndex } from '../support/cache-gen.js';
+import { fixturesDir } from '../support/oci-archive.js';
+
+const fixture = (name: string) => readFileSync(join(fixturesDir(), name));
+const OWN = DEFAULT_INDEX_LAYER_MEDIA_TYPE;
+
+function parseCache(bytes: Buffer): CacheIndex {
+  const detection = classifyManifest(bytes, undefined);
+  if (detection.kind !== 'cache') throw new Error(`not a cache: ${JSON.stringify(detection)}`);
+  return detection.index;
+}
+
+describe('toImageManifest on the real BuildKit cache', () => {
+  const imgmanifest = JSON.parse(fixture('imgmanifest.json').toString()) as { config: unknown; layers: unknown[] };
+
+  it.each(['index.json', 'dlist.json'])('%s becomes the image-manifest form BuildKit writes, plus the index layer', (file) => {
+    const bytes = fixture(file);
+    const converted = toImageManifest(parseCache(bytes), bytes, OWN);
+    const { config, layers } = converted.manifest;
+    expect(config).toEqual(imgmanifest.config);
+    expect(layers.slice(0, -1)).toEqual(imgmanifest.layers);
+    expect(layers.at(-1)).toEqual({ mediaType: OWN, digest: sha256(bytes), size: bytes.length });
+    expect(converted.manifest.annotations[INDEX_DIGEST_ANNOTATION]).toBe(sha256(bytes));
+    expect(converted.digest).toBe(sha256(converted.bytes));
+  });
+
+  it('keeps the index media type, so a Docker list comes back as a Docker list', () => {
+    const bytes = fixture('dlist.json');
+    const converted = toImageManifest(parseCache(bytes), bytes, OWN);
+    expect(converted.manifest.annotations[INDEX_MEDIA_TYPE_ANNOTATION]).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+    expect(readConvertedManifest(converted.bytes)).toEqual({
+      indexDigest: sha256(bytes),
+      indexMediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
+      indexSize: bytes.length,
+    });
+  });
+
+  it('round-trips the fixture index byte for byte', () => {
+    const bytes = fixture('index.json');
+    const converted = toImageManifest(parseCache(bytes), bytes, OWN);
+    const ref = readConvertedManifest(converted.bytes);
+    expect(ref).toBeDefined();
+    expect(restoreIndex(ref!, Buffer.from(bytes)).equals(bytes)).toBe(true);
+  });
+
+  it('is deterministic, so any replica derives the same manifest digest', () => {
+    const bytes = fixture('index.json');
+    expect(toImageManifest(parseCache(bytes), bytes, OWN).digest).toBe(toImageManifest(parseCache(bytes), Buffer.from(bytes), OWN).digest);
+  });
+
+  it('uses the configured media type for the index layer', () => {
+    const bytes = fixture('index.json');
+    const converted = toImageManifest(parseCache(bytes), bytes, 'application/vnd.example.custom');
+    expect(converted.manifest.layers.at(-1)?.mediaType).toBe('application/vnd.example.custom');
+    // Found by digest, so a manifest written under another type still restores.
+    expect(readConvertedManifest(converted.bytes)?.indexDigest).toBe(sha256(bytes));
+  });
+});
+
+describe('readConvertedManifest', () => {
+  it.each([
+    ['a plain image manifest', fixture('dk-manifest.json')],
+    ["BuildKit's own image-manifest cache", fixture('imgmanifest.json')],
+    ['the index itself', fixture('index.json')],
+    ['not JSON', Buffer.from('{nope')],
+    ['JSON null', Buffer.from('null')],
+  ])('ignores %s', (_what, bytes) => {
+    expect(readConvertedManifest(bytes)).toBeUndefined();
+  });
+
+  it('ignores a manifest whose annotation names no layer', () => {
+    const bytes = fixture('index.json');
+    const converted = toImageManifest(parseCache(bytes), bytes, OWN);
+    const tampered = { ...converted.manifest, layers: converted.manifest.layers.slice(0, -1) };
+    expect(readConvertedManifest(Buffer.from(JSON.stringify(tampered)))).toBeUndefined();
+  });
+});
+
+describe('restoreIndex', () => {
+  const bytes = fixture('index.json');
+  const ref = { indexDigest: sha256(bytes), indexMediaType: 'application/vnd.oci.image.index.v1+json', indexSize: bytes.length };
+
+  it('refuses bytes with another digest', () => {
+    const wrong = Buffer.from(bytes);
+    wrong[10] = wrong[10]! ^ 1;
+    expect(() => restoreIndex(ref, wrong)).toThrow(/has digest sha256:/);
+  });
+
+  it('refuses bytes of another length', () => {
+    expect(() => restoreIndex({ ...ref, indexSize: bytes.length + 1 }, bytes)).toThrow(/expected/);
+  });
+});
+
+describe('ociLayerType', () => {
+  it.each([
+    ['application/vnd.docker.image.rootfs.diff.tar.gzip', 'application/vnd.oci.image.layer.v1.tar+gzip'],
+    ['application/vnd.docker.image.rootfs.diff.tar', 'application/vnd.oci.image.layer.v1.tar'],
+    ['application/vnd.docker.image.rootfs.diff.tar.zstd', 'application/vnd.oci.image.layer.v1.tar+zstd'],
+    ['application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip'],
+    ['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+zstd'],
+  ])('%s -> %s', (docker, oci) => {
+    expect(ociLayerType(docker)).toBe(oci);
+  });
+});
+
+describe('importLimitProblems', () => {
+  it('is empty for the fixture', () => {
+    const bytes = fixture('index.json');
+    const index = parseCache(bytes);
+    expect(importLimitProblems(index, bytes, toImageManifest(index, bytes, OWN))).toEqual([]);
+  });
+
+  it('names an index over 1 MiB and a cacheconfig over 1 MiB', () => {
+    const bytes = fixture('index.json');
+    const index = parseCache(bytes);
+    const big = { ...index, config: { ...index.config, size: BUILDKIT_IMPORT_LIMIT + 1 } };
+    const padded = Buffer.alloc(BUILDKIT_IMPORT_LIMIT + 1);
+    const problems = importLimitProblems(big, padded, toImageManifest(index, bytes, OWN));
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/cache index is 1048577 bytes/);
+    expect(problems[1]).toMatch(/cacheconfig is 1048577 bytes/);
+  });
+});
+
+describe('conversion properties on generated indexes', () => {
+  it('holds for the largest caches (4,500 to 5,000 descriptors)', () => {
+    fc.assert(
+      fc.property(cacheIndex(5000, 4500), (gen) => {
+        const index = parseCache(gen.bytes);
+        const converted = toImageManifest(index, gen.bytes, OWN);
+        expect(converted.manifest.layers).toHaveLength(gen.layers.length + 1);
+        expect(restoreIndex(readConvertedManifest(converted.bytes)!, gen.bytes).equals(gen.bytes)).toBe(true);
+      }),
+      { numRuns: 5 },
+    );
+  });
+
+  it('converting and restoring gives back the same bytes, and loses no descriptor', () => {
+    fc.assert(
+      fc.property(cacheIndex(60), (gen) => {
+        const index = parseCache(gen.bytes);
+        const converted = toImageManifest(index, gen.bytes, OWN);
+        const ref = readConvertedManifest(converted.bytes);
+        expect(ref).toEqual({ indexDigest: sha256(gen.bytes), indexMediaType: index.mediaType, indexSize: gen.bytes.length });
+        expect(restoreIndex(ref!, gen.bytes).equals(gen.bytes)).toBe(true);
+        // config = the cacheconfig; layers = every other entry in order, OCI-typed, annotations kept
+        expect(converted.manifest.config).toEqual(JSON.parse(JSON.stringify(gen.config)));
+        const layers = converted.manifest.layers.slice(0, -1);
+        expect(layers.map((l) => l.digest)).toEqual(gen.layers.map((l) => l.digest));
+        expect(layers.map((l) => l.size)).toEqual(gen.layers.map((l) => l.size));
+        expect(layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+gzip')).toBe(true);
+        expect(layers.map((l) => l.annotations ?? {})).toEqual(gen.layers.map((l) => l.annotations ?? {}));
+        expect(JSON.parse(converted.bytes.toString())).toEqual(converted.manifest);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
