@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs what the e2e tests run against: distribution's registry, containerd + ctr,
+# skopeo, nginx, and an extracted (not installed) dockerd 20.10 from Debian's docker.io.
+# Idempotent; starts no service and leaves no nginx running.
+set -euo pipefail
+
+cache="${REGSHIM_TEST_CACHE:-$HOME/.cache/regshim-test}"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "ensure-deps: need root (or sudo) to run: $*" >&2
+    exit 1
+  fi
+}
+
+apt_updated=0
+apt_update_once() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq
+    echo "ran apt-get update"
+    apt_updated=1
+  fi
+}
+
+# Debian's nginx package starts a system nginx on port 80 when installed: stop it.
+# Never fails: there may be no systemd, no init script, or nothing running.
+stop_system_nginx() {
+  if as_root systemctl stop nginx >/dev/null 2>&1; then
+    as_root systemctl disable nginx >/dev/null 2>&1 || true
+    echo "stopped and disabled the nginx service"
+  elif as_root service nginx stop >/dev/null 2>&1; then
+    echo "stopped the nginx service"
+  fi
+  local pid
+  pid=$(cat /run/nginx.pid 2>/dev/null || true)
+  # Only a PID whose process really is nginx: the pidfile may be stale.
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = "nginx" ]; then
+    as_root kill "$pid" 2>/dev/null || true
+    echo "killed the system nginx (pid $pid)"
+  fi
+}
+
+missing=()
+for c in docker-registry containerd ctr skopeo nginx; do
+  # /usr/sbin is not on every user's PATH, and nginx lives there.
+  command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("$c")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt_update_once
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    docker-registry containerd skopeo nginx-light >/dev/null
+  echo "installed docker-registry containerd skopeo nginx-light (missing: ${missing[*]})"
+  stop_system_nginx
+else
+  echo "docker-registry, containerd, ctr, skopeo, nginx already present"
+fi
+
+if [ -x "$cache/docker.io/usr/sbin/dockerd" ]; then
+  echo "dockerd already extracted in $cache/docker.io"
+else
+  mkdir -p "$cache"
+  # apt-get download needs fresh lists on a machine that never ran apt-get update.
+  if ! (cd "$cache" && apt-get download docker.io >/dev/null 2>&1); then
+    apt_update_once
+    (cd "$cache" && apt-get download docker.io >/dev/null)
+  fi
+  deb=$(ls -t "$cache"/docker.io_*.deb | head -n 1)
+  echo "downloaded $deb"
+  rm -rf "$cache/docker.io"
+  dpkg-deb -x "$deb" "$cache/docker.io"
+  echo "extracted dockerd into $cache/docker.io"
+fi

@@ -1,0 +1,138 @@
+// Faults the real registry cannot produce on cue, against a simulated upstream
+// (test/support/faulty-upstream.ts), and an upstream that is not there at all.
+import http from 'node:http';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FaultyUpstream, startFaultyUpstream } from '../support/faulty-upstream.js';
+import { freePort } from '../support/processes.js';
+import { type Registry, startRegistry } from '../support/registry.js';
+import { type RunningShim, startShim } from '../support/regshim.js';
+
+const DIES = '/v2/f/blobs/sha256:dies';
+const SILENT = '/v2/f/blobs/sha256:silent';
+const SILENT_MANIFEST = '/v2/f/manifests/silent';
+
+let faulty: FaultyUpstream;
+let shim: RunningShim;
+
+beforeAll(async () => {
+  faulty = await startFaultyUpstream({ [DIES]: 'die-mid-body', [SILENT]: 'silent', [SILENT_MANIFEST]: 'silent' });
+  shim = await startShim(faulty.url, { upstreamTimeout: '0.5' });
+});
+
+afterAll(async () => {
+  await shim?.stop();
+  await faulty?.stop();
+});
+
+describe('upstream faults', () => {
+  it('ends the client response at once when the upstream dies mid-body', async () => {
+    const started = performance.now();
+    const outcome = await new Promise<string>((resolve) => {
+      http.get(`${shim.url}${DIES}`, (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.on('end', () => resolve(`end after ${bytes}`));
+        res.on('error', () => resolve(`error after ${bytes}`));
+        res.on('aborted', () => resolve(`aborted after ${bytes}`));
+      }).on('error', (e) => resolve(`request error ${e.message}`));
+    });
+    expect(outcome).toMatch(/^(error|aborted) after \d+$/);
+    expect(Number(outcome.split(' ').pop())).toBeLessThan(1048576);
+    // Well before the upstream timeout (0.5 s) or any client timeout.
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  it('answers 504 with OCI error JSON when the upstream is silent (blob path)', async () => {
+    const res = await request(shim.url).get(SILENT).expect(504);
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(res.body.errors[0].code).toBe('UPSTREAM_TIMEOUT');
+  });
+
+  it('answers 504 with OCI error JSON when the upstream is silent (manifest path)', async () => {
+    const res = await request(shim.url).get(SILENT_MANIFEST).set('accept', 'application/vnd.oci.image.index.v1+json').expect(504);
+    expect(res.body.errors[0].code).toBe('UPSTREAM_TIMEOUT');
+  });
+
+  it('cancels the upstream request when the client leaves first', async () => {
+    const req = http.get(`${shim.url}/v2/f/blobs/sha256:silent?leave=1`);
+    req.on('error', () => undefined);
+    // Wait until the request has reached the upstream, then leave.
+    const closed = faulty.closed(SILENT);
+    await new Promise((r) => setTimeout(r, 100));
+    const left = performance.now();
+    req.destroy();
+    const upstreamClosed = await closed;
+    expect(upstreamClosed - left).toBeLessThan(400); // before the 500 ms upstream timeout could have fired
+  });
+});
+
+describe('no upstream', () => {
+  let lonely: RunningShim;
+  beforeAll(async () => {
+    lonely = await startShim(`http://127.0.0.1:${await freePort()}`);
+  });
+  afterAll(async () => lonely?.stop());
+
+  it.each([
+    ['a blob', '/v2/x/blobs/sha256:abc', undefined],
+    ['a manifest', '/v2/x/manifests/latest', 'application/vnd.oci.image.index.v1+json'],
+  ])('answers 502 with OCI error JSON for %s', async (_what, path, accept) => {
+    const res = await request(lonely.url).get(path).set('accept', accept ?? '*/*').expect(502);
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(res.body.errors[0].code).toBe('UPSTREAM_UNREACHABLE');
+  });
+
+  it('is alive but not ready', async () => {
+    await request(lonely.url).get('/healthz').expect(200);
+    const res = await request(lonely.url).get('/readyz').expect(503);
+    expect(res.body.errors[0].code).toBe('UNAVAILABLE');
+  });
+});
+
+describe('client timeouts', () => {
+  let registry: Registry;
+  let idle: RunningShim;
+  beforeAll(async () => {
+    registry = await startRegistry();
+    idle = await startShim(registry.url, { clientIdleTimeout: '1' });
+  });
+  afterAll(async () => {
+    await idle?.stop();
+    await registry?.stop();
+  });
+
+  it('lets a slow upload run longer than the idle timeout as long as bytes keep coming', async () => {
+    const post = await request(idle.url).post('/v2/slow/blobs/uploads/').expect(202);
+    const started = performance.now();
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(new URL(post.headers.location as string), { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      let sent = 0;
+      const tick = setInterval(() => {
+        req.write(Buffer.alloc(1024, sent));
+        if (++sent === 8) {
+          clearInterval(tick);
+          req.end();
+        }
+      }, 300);
+    });
+    expect(status).toBe(202);
+    expect(performance.now() - started).toBeGreaterThan(2000);
+  });
+
+  it('closes a connection that goes idle', async () => {
+    const closedAfter = await new Promise<number>((resolve) => {
+      const started = performance.now();
+      const req = http.request(`${idle.url}/v2/idle/blobs/uploads/`, { method: 'PATCH', headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' } });
+      req.on('error', () => resolve(performance.now() - started));
+      req.on('response', (res) => res.on('close', () => resolve(performance.now() - started)));
+      req.write('x');
+    });
+    expect(closedAfter).toBeGreaterThan(900);
+    expect(closedAfter).toBeLessThan(5000);
+  });
+});

@@ -1,0 +1,54 @@
+// An instrumented wire between regshim and the real registry: it forwards every request
+// unchanged and records it, so tests can assert exact upstream request counts.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Recorded {
+  method: string;
+  path: string;
+  status: number;
+}
+
+export interface CountingProxy {
+  url: string;
+  requests: Recorded[];
+  /** The requests recorded since the last reset, as "METHOD path" without the query. */
+  take(): string[];
+  stop(): Promise<void>;
+}
+
+export async function startCountingProxy(target: string): Promise<CountingProxy> {
+  const requests: Recorded[] = [];
+  const agent = new http.Agent({ keepAlive: true });
+  const targetUrl = new URL(target);
+  const server = http.createServer((req, res) => {
+    const up = http.request(
+      { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: { ...req.headers, host: targetUrl.host }, agent },
+      (upRes) => {
+        requests.push({ method: req.method ?? '', path: req.url ?? '', status: upRes.statusCode ?? 0 });
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      },
+    );
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  let mark = 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    take() {
+      const out = requests.slice(mark).map((r) => `${r.method} ${r.path.split('?')[0]}`);
+      mark = requests.length;
+      return out;
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,92 @@
+// dockerd 20.10 (extracted from Debian's docker.io by scripts/ensure-deps.sh), for its
+// embedded BuildKit (~v0.8): a real cache importer that ignores the image-manifest form.
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import {
+  makeTempDir,
+  removeTempDir,
+  runCommand,
+  startProcess,
+  waitFor,
+  type RunOptions,
+  type RunResult,
+} from './processes.js';
+
+export interface Dockerd {
+  logFile: string;
+  /** The extracted `docker` client against this daemon; never throws on a non-zero exit. */
+  docker(args: string[], opts?: RunOptions): Promise<RunResult>;
+  stop(): Promise<void>;
+}
+
+export function dockerPackageDir(): string {
+  const cache = process.env.REGSHIM_TEST_CACHE ?? join(homedir(), '.cache', 'regshim-test');
+  return join(cache, 'docker.io');
+}
+
+// dockerd writes these whatever its config says; remove them afterwards only if it created them.
+const MACHINE_PATHS = ['/etc/docker/key.json', '/run/docker'];
+
+export async function startDockerd(opts: { containerdSock: string; insecureRegistries: string[] }): Promise<Dockerd> {
+  const pkg = dockerPackageDir();
+  const dockerdBin = join(pkg, 'usr', 'sbin', 'dockerd');
+  if (!existsSync(dockerdBin)) throw new Error(`${dockerdBin} is missing: run scripts/ensure-deps.sh`);
+  const preexisting = new Set(MACHINE_PATHS.filter((p) => existsSync(p)));
+  const dir = await makeTempDir('regshim-dockerd-');
+  const sock = join(dir, 'docker.sock');
+  const logFile = join(dir, 'dockerd.log');
+  const config = join(dir, 'daemon.json');
+  await mkdir(join(dir, 'client'));
+  await writeFile(
+    config,
+    JSON.stringify({
+      'data-root': join(dir, 'root'),
+      'exec-root': join(dir, 'exec'),
+      pidfile: join(dir, 'dockerd.pid'),
+      hosts: [`unix://${sock}`],
+      containerd: opts.containerdSock,
+      'containerd-namespace': 'dk',
+      'containerd-plugins-namespace': 'dk-plugins',
+      // No networking: builds are FROM scratch + COPY, and the machine's firewall stays untouched.
+      iptables: false,
+      ip6tables: false,
+      bridge: 'none',
+      'storage-driver': 'vfs',
+      'insecure-registries': opts.insecureRegistries,
+      features: { buildkit: true },
+    }),
+  );
+  const env = { ...process.env, PATH: `${join(pkg, 'usr', 'bin')}:${process.env.PATH ?? ''}` };
+  const clientEnv = {
+    ...env,
+    DOCKER_HOST: `unix://${sock}`,
+    DOCKER_BUILDKIT: '1',
+    // Keep the client's config.json out of $HOME.
+    DOCKER_CONFIG: join(dir, 'client'),
+  };
+  const docker = (args: string[], runOpts: RunOptions = {}): Promise<RunResult> =>
+    runCommand(join(pkg, 'usr', 'bin', 'docker'), args, { ...runOpts, env: { ...clientEnv, ...runOpts.env } });
+
+  const proc = await startProcess({ cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir });
+  const stop = async (): Promise<void> => {
+    await proc.stop();
+    await removeTempDir(dir);
+    for (const p of MACHINE_PATHS) {
+      if (!preexisting.has(p)) await rm(p, { recursive: true, force: true });
+    }
+  };
+  try {
+    await waitFor(async () => (await docker(['version'], { timeoutMs: 10_000 })).code === 0, {
+      timeoutMs: 60_000,
+      what: `dockerd on ${sock}`,
+      logFile,
+      process: proc,
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { logFile, docker, stop };
+}

@@ -1,0 +1,172 @@
+// Long-lived child processes for e2e tests: each gets its own process group so that
+// stop() also ends whatever it forked, and nothing is ever killed by name.
+import { spawn } from 'node:child_process';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface StartOptions {
+  cmd: string;
+  args: string[];
+  logFile: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export interface Started {
+  pid: number;
+  /** Has the process exited (by itself or through stop())? */
+  exited(): boolean;
+  stop(): Promise<void>;
+}
+
+const KILL_AFTER_MS = 5_000;
+
+export async function startProcess(opts: StartOptions): Promise<Started> {
+  const log = await open(opts.logFile, 'a');
+  const child = spawn(opts.cmd, opts.args, {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    detached: true,
+    stdio: ['ignore', log.fd, log.fd],
+  });
+  // Listen before any await: 'spawn' and 'exit' may fire while the log is being closed.
+  const spawned = new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  let hasExited = false;
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      hasExited = true;
+      resolve();
+    });
+  });
+  // The child holds its own copy of the log's descriptor.
+  await Promise.all([spawned, log.close()]);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`${opts.cmd}: no pid after spawn`);
+  // A detached child must not keep the test runner alive.
+  child.unref();
+
+  const signalGroup = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // ESRCH: the group is already gone.
+    }
+  };
+
+  return {
+    pid,
+    exited: () => hasExited,
+    async stop() {
+      signalGroup('SIGTERM');
+      const timer = setTimeout(() => signalGroup('SIGKILL'), KILL_AFTER_MS);
+      await exit;
+      clearTimeout(timer);
+      // The leader may exit before its children (containerd-shim, buildkit workers).
+      signalGroup('SIGKILL');
+    },
+  };
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Killed (SIGKILL) after this long; the result then has code -1. Default 120 s. */
+  timeoutMs?: number;
+}
+
+/** Runs a short command to completion; never throws on a non-zero exit, the caller asserts. */
+export function runCommand(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs ?? 120_000,
+      killSignal: 'SIGKILL',
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.once('error', reject);
+    child.once('close', (code) =>
+      resolve({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      }),
+    );
+  });
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  what: string;
+  /** Its last lines go into the timeout error. */
+  logFile?: string;
+  /** Give up at once when this process has exited: it will never become ready. */
+  process?: Started;
+}
+
+export async function waitFor(check: () => Promise<boolean>, opts: WaitOptions): Promise<void> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = err;
+    }
+    if (opts.process?.exited()) {
+      throw new Error(`${opts.what}: process exited before it was ready${await tailOf(opts.logFile)}`);
+    }
+    if (Date.now() >= deadline) break;
+    await sleep(50);
+  }
+  const because = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+  throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${opts.what}${because}${await tailOf(opts.logFile)}`);
+}
+
+async function tailOf(logFile: string | undefined): Promise<string> {
+  return logFile ? `\n--- tail of ${logFile} ---\n${await logTail(logFile)}` : '';
+}
+
+export async function logTail(file: string, lines = 30): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).split('\n').slice(-lines).join('\n');
+  } catch (err) {
+    return `(cannot read: ${(err as Error).message})`;
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error('no port from listen(0)'))));
+    });
+  });
+}
+
+export function makeTempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export async function removeTempDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+}

@@ -1,0 +1,88 @@
+// distribution 2.8 (Debian's docker-registry) on loopback, storage in a temp dir.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { freePort, logTail, makeTempDir, removeTempDir, startProcess, waitFor } from './processes.js';
+
+export interface Registry {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT, as image references spell it */
+  host: string;
+  dataDir: string;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+export interface RegistryOptions {
+  /** Refuse manifests whose config is not an image config (403 DENIED). */
+  policyImageOnly?: boolean;
+  /**
+   * distribution's "silly" access controller: a request without Authorization gets 401 and
+   * a Bearer challenge; any Authorization passes. Enough to prove challenges and
+   * credentials travel unchanged.
+   */
+  sillyAuth?: boolean;
+}
+
+const START_ATTEMPTS = 3;
+
+export async function startRegistry(opts: RegistryOptions = {}): Promise<Registry> {
+  const dir = await makeTempDir('regshim-registry-');
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const started = await tryStart(dir, opts, attempt);
+      if (started) return started;
+      if (attempt === START_ATTEMPTS) {
+        throw new Error(`docker-registry did not start in ${START_ATTEMPTS} attempts\n${await logTail(join(dir, 'registry.log'))}`);
+      }
+    }
+  } catch (err) {
+    await removeTempDir(dir);
+    throw err;
+  }
+}
+
+/** Resolves undefined when the port was taken between freePort() and the bind. */
+async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Promise<Registry | undefined> {
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const url = `http://${host}`;
+  const dataDir = join(dir, 'data');
+  const logFile = join(dir, 'registry.log');
+  const config = join(dir, 'config.yml');
+  const policy = opts.policyImageOnly ? 'policy:\n  repository:\n    classes: [image]\n' : '';
+  const auth = opts.sillyAuth ? 'auth:\n  silly:\n    realm: https://auth.example.test/token\n    service: regshim-test\n' : '';
+  await writeFile(
+    config,
+    'version: 0.1\n' +
+      'log: {level: warn}\n' +
+      `storage:\n  filesystem: {rootdirectory: ${dataDir}}\n  delete: {enabled: true}\n` +
+      `http: {addr: "${host}"}\n` +
+      policy +
+      auth,
+  );
+  await writeFile(logFile, `--- attempt ${attempt} on ${host}\n`, { flag: 'a' });
+  const proc = await startProcess({ cmd: 'docker-registry', args: ['serve', config], logFile, cwd: dir });
+  try {
+    await waitFor(async () => [200, 401].includes((await fetch(`${url}/v2/`)).status), {
+      timeoutMs: 15_000,
+      what: `docker-registry on ${host}`,
+      logFile,
+      process: proc,
+    });
+  } catch (err) {
+    await proc.stop();
+    if (proc.exited() && /address already in use/.test(await logTail(logFile, 5))) return undefined;
+    throw err;
+  }
+  return {
+    url,
+    host,
+    dataDir,
+    logFile,
+    async stop() {
+      await proc.stop();
+      await removeTempDir(dir);
+    },
+  };
+}

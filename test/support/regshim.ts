@@ -1,0 +1,70 @@
+// regshim under test: in this process (HTTP tests, log capture) or as a child process
+// (restarts, replicas, memory bounds), always on a free loopback port.
+import { join } from 'node:path';
+import { type RawConfig, parseConfig } from '../../src/config.js';
+import { type RegShim, createServer } from '../../src/server.js';
+import { freePort, makeTempDir, removeTempDir, startProcess, waitFor } from './processes.js';
+
+export interface RunningShim {
+  url: string;
+  /** host:port, as image references spell it. */
+  host: string;
+  shim: RegShim;
+  /** Every log line, parsed. */
+  logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+export async function startShim(upstream: string, raw: Omit<RawConfig, 'upstream'> = {}): Promise<RunningShim> {
+  const logs: Record<string, unknown>[] = [];
+  const config = parseConfig({ listen: '127.0.0.1:0', logLevel: 'debug', ...raw, upstream });
+  const shim = createServer(config, { logDestination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } });
+  const url = await shim.listen();
+  return { url: url.origin, host: url.host, shim, logs, stop: () => shim.close() };
+}
+
+export interface ShimProcess {
+  url: string;
+  host: string;
+  pid: number;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+const repoRoot = join(import.meta.dirname, '..', '..');
+
+/** The built CLI (`npm run build` first) as its own process, the way users run it. */
+export async function startShimProcess(upstream: string, extraArgs: string[] = []): Promise<ShimProcess> {
+  const dir = await makeTempDir('regshim-proc-');
+  const port = await freePort();
+  const logFile = join(dir, 'regshim.log');
+  const proc = await startProcess({
+    cmd: process.execPath,
+    args: [join(repoRoot, 'bin', 'regshim.js'), '--upstream', upstream, '--listen', `127.0.0.1:${port}`, ...extraArgs],
+    logFile,
+    env: { ...process.env, REGSHIM_LOG_LEVEL: 'info' },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, {
+      timeoutMs: 15_000,
+      what: `regshim on port ${port}`,
+      logFile,
+      process: proc,
+    });
+  } catch (err) {
+    await proc.stop();
+    await removeTempDir(dir);
+    throw err;
+  }
+  return {
+    url,
+    host: `127.0.0.1:${port}`,
+    pid: proc.pid,
+    logFile,
+    async stop() {
+      await proc.stop();
+      await removeTempDir(dir);
+    },
+  };
+}
