@@ -103,6 +103,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     else socket.destroy();
   });
 
+  let closing: Promise<void> | undefined;
   return {
     server,
     log,
@@ -118,15 +119,17 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
           resolve(url);
         });
       }),
-    close: async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      passthrough.close();
-      await upstream.close();
-    },
+    close: () => (closing ??= stop()),
   };
+
+  async function stop(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    passthrough.close();
+    await upstream.close();
+  }
 }
 
 function toOciError(err: unknown, maxManifestBytes: number): OciError {

@@ -247,7 +247,9 @@ export function createManifestHandlers(deps: ManifestDeps) {
   async function storeIndexBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
     const head = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
     if (head.status === 200) return undefined;
-    if (head.status !== 404) return head;
+    // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
+    // client's own manifest PUT would have.
+    if (head.status !== 404 && head.status !== 401) return head;
     const post = await call(req, res, { method: 'POST', path: `/v2/${name}/blobs/uploads/`, headers: clientHeaders(req, { 'content-length': '0' }) });
     const location = header(post.headers, 'location');
     if (post.status !== 202 || location === undefined) return post;

@@ -1,5 +1,5 @@
 // An instrumented wire between regshim and the real registry: it forwards every request
-// unchanged and records it, so tests can assert exact upstream request counts.
+// unchanged (Host too, so the registry's URLs name the wire) and records it, so tests can assert exact upstream request counts.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -23,7 +23,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const targetUrl = new URL(target);
   const server = http.createServer((req, res) => {
     const up = http.request(
-      { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: { ...req.headers, host: targetUrl.host }, agent },
+      { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: req.headers, agent },
       (upRes) => {
         requests.push({ method: req.method ?? '', path: req.url ?? '', status: upRes.statusCode ?? 0 });
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
