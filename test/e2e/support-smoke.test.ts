@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanNamespaces, startContainerd, type Containerd } from '../support/containerd.js';
 import { startDockerd } from '../support/dockerd.js';
 import { copyFixtureContext, fixtureCache, writeOciArchive } from '../support/oci-archive.js';
-import { makeTempDir, removeTempDir } from '../support/processes.js';
+import { Cleanup } from '../support/cleanup.js';
 import { startRegistry, type Registry } from '../support/registry.js';
 import { makeMultiArchLayout, makeTestImage, skopeo } from '../support/skopeo.js';
 
@@ -18,18 +18,9 @@ let ctrd: Containerd;
 let workDir: string;
 let skopeoDir: string;
 
-// Everything started is stopped in reverse order, even when beforeAll fails part-way.
-const cleanups: (() => Promise<void>)[] = [];
-async function tracked<T extends { stop(): Promise<void> }>(starting: Promise<T>): Promise<T> {
-  const started = await starting;
-  cleanups.push(() => started.stop());
-  return started;
-}
-async function trackedTempDir(prefix: string): Promise<string> {
-  const dir = await makeTempDir(prefix);
-  cleanups.push(() => removeTempDir(dir));
-  return dir;
-}
+const cleanup = new Cleanup();
+const tracked = <T extends { stop(): Promise<void> }>(p: Promise<T>) => cleanup.track(p);
+const trackedTempDir = (prefix: string) => cleanup.tempDir(prefix);
 
 beforeAll(async () => {
   workDir = await trackedTempDir('regshim-smoke-');
@@ -39,13 +30,7 @@ beforeAll(async () => {
   ctrd = await tracked(startContainerd());
 });
 
-afterAll(async () => {
-  const errors: unknown[] = [];
-  for (const cleanup of cleanups.reverse()) {
-    await cleanup().catch((err: unknown) => errors.push(err));
-  }
-  if (errors.length > 0) throw errors[0];
-});
+afterAll(() => cleanup.run());
 
 interface ManifestResponse {
   status: number;

@@ -131,7 +131,8 @@ describe('pass-through', () => {
     const page = await request(shim.url).get('/v2/_catalog?n=1').expect(200);
     expect(page.body.repositories).toHaveLength(1);
     expect(page.headers.link).toBe(`</v2/_catalog?last=${encodeURIComponent(page.body.repositories[0]).replace(/%2F/g, '%2F')}&n=1>; rel="next"`);
-    const next = await request(shim.url).get(onShim(page.headers.link.slice(1, page.headers.link.indexOf('>')))).expect(200);
+    const link = page.headers.link as string;
+    const next = await request(shim.url).get(onShim(link.slice(1, link.indexOf('>')))).expect(200);
     expect(next.body.repositories).toHaveLength(1);
     expect(next.body.repositories[0] > page.body.repositories[0]).toBe(true);
     await request(shim.url).delete('/v2/pt/img/manifests/a').expect(400); // distribution refuses a delete by tag
@@ -224,10 +225,11 @@ describe('health', () => {
   });
 });
 
-function binary(res: http.IncomingMessage, cb: (err: Error | null, body: Buffer) => void): void {
+function binary(res: request.Response, cb: (err: Error | null, body: Buffer) => void): void {
+  const stream = res as unknown as http.IncomingMessage;
   const chunks: Buffer[] = [];
-  res.on('data', (c: Buffer) => chunks.push(c));
-  res.on('end', () => cb(null, Buffer.concat(chunks)));
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  stream.on('end', () => cb(null, Buffer.concat(chunks)));
 }
 
 /** Sends raw bytes to regshim and returns everything it answers until it closes or goes quiet. */

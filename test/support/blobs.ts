@@ -10,7 +10,7 @@ export async function pushBlob(base: string, repo: string, blob: Buffer, headers
   if (post.status !== 202) throw new Error(`POST upload to ${base}: ${post.status} ${await post.text()}`);
   const location = new URL(post.headers.get('location') ?? '', base);
   location.searchParams.set('digest', digest);
-  const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: blob });
+  const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: new Uint8Array(blob) });
   if (put.status !== 201) throw new Error(`PUT blob to ${base}: ${put.status} ${await put.text()}`);
   return digest;
 }
@@ -26,7 +26,7 @@ export interface Fetched {
 }
 
 export async function putManifest(base: string, repo: string, ref: string, bytes: Buffer, mediaType: string, headers: Record<string, string> = {}): Promise<Fetched> {
-  const res = await fetch(`${base}/v2/${repo}/manifests/${ref}`, { method: 'PUT', headers: { ...headers, 'content-type': mediaType }, body: bytes });
+  const res = await fetch(`${base}/v2/${repo}/manifests/${ref}`, { method: 'PUT', headers: { ...headers, 'content-type': mediaType }, body: new Uint8Array(bytes) });
   return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
 }
 
