@@ -19,7 +19,14 @@ export interface KnownIndex {
 /** What regshim knows of a manifest digest: a converted cache (and which index), or not one. */
 export type KnownManifest = { readonly kind: 'converted'; readonly ref: IndexReference } | { readonly kind: 'plain' };
 
-type Entry = KnownIndex | KnownManifest;
+/** An index digest whose manifest is known, before its bytes are (after a HEAD by tag). */
+interface IndexPointer {
+  readonly kind: 'pointer';
+  readonly manifestDigest: string;
+  readonly ref: IndexReference;
+}
+
+type Entry = KnownIndex | KnownManifest | IndexPointer;
 
 const ENTRY_OVERHEAD = 256;
 
@@ -64,6 +71,7 @@ export class DigestMap {
   async loadIndex(digest: string, load: () => Promise<KnownIndex>): Promise<KnownIndex> {
     const known = this.index(digest);
     if (known) return known;
+    if (this.lru.peek(digest)?.kind === 'pointer') this.lru.delete(digest); // fetch() would return the pointer
     const entry = await this.lru.fetch(digest, { context: load });
     if (entry?.kind !== 'index') throw new Error(`digest ${digest} is not an index`);
     this.remember(entry);
@@ -73,14 +81,28 @@ export class DigestMap {
   /** What a manifest digest stands for, loaded once however many requests miss together. */
   async loadManifest(digest: string, load: () => Promise<KnownManifest>): Promise<KnownManifest> {
     const entry = this.lru.get(digest);
-    if (entry !== undefined && entry.kind !== 'index') {
+    if (entry?.kind === 'converted' || entry?.kind === 'plain') {
       this.count('manifest', digest, true);
       return entry;
     }
     this.count('manifest', digest, false);
     const loaded = await this.lru.fetch(digest, { context: load });
-    if (loaded === undefined || loaded.kind === 'index') throw new Error(`digest ${digest} is not a manifest`);
+    if (loaded === undefined || (loaded.kind !== 'converted' && loaded.kind !== 'plain')) throw new Error(`digest ${digest} is not a manifest`);
+    // A client that resolved the tag asks for the index by digest next: know where it lives.
+    if (loaded.kind === 'converted' && this.lru.peek(loaded.ref.indexDigest) === undefined) {
+      this.lru.set(loaded.ref.indexDigest, { kind: 'pointer', manifestDigest: digest, ref: loaded.ref });
+    }
     return loaded;
+  }
+
+  /** The manifest that stands for an index digest, when known, with or without the index bytes. */
+  manifestOf(indexDigest: string): { manifestDigest: string; ref: IndexReference } | undefined {
+    const entry = this.lru.get(indexDigest);
+    if (entry?.kind === 'pointer') return entry;
+    if (entry?.kind === 'index') {
+      return { manifestDigest: entry.manifestDigest, ref: { indexDigest, indexMediaType: entry.mediaType, indexSize: entry.bytes.length } };
+    }
+    return undefined;
   }
 
   get size(): number {

@@ -222,6 +222,19 @@ export function createManifestHandlers(deps: ManifestDeps) {
       logRestore(req, name, digest, known);
       return sendIndex(req, res, { digest, mediaType: known.mediaType, size: known.bytes.length, bytes: known.bytes });
     }
+    const pointer = map.manifestOf(digest);
+    if (pointer) {
+      const check = await call(req, res, {
+        method: 'HEAD',
+        path: `/v2/${name}/manifests/${pointer.manifestDigest}`,
+        headers: clientHeaders(req, { accept: OCI_MANIFEST }),
+      });
+      if (check.status !== 200) return sendUpstream(req, res, check);
+      if (method === 'HEAD') return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize });
+      const index = await map.loadIndex(digest, () => loadIndex(req, res, name, pointer.manifestDigest, { kind: 'converted', ref: pointer.ref }));
+      logRestore(req, name, digest, index);
+      return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+    }
     const up = await call(req, res, { method, path: `/v2/${name}/manifests/${digest}`, headers: forwardedRequestHeaders(req.headers) });
     // 2xx is the answer; so are auth refusals. A 404 (or distribution's 500 for a blob
     // digest) may be an index regshim stored as a blob.

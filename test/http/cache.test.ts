@@ -180,6 +180,19 @@ describe('a cold regshim (restart, or another replica)', () => {
     await cold.stop();
   });
 
+  it("resolves as BuildKit's importer does: HEAD by tag, then GET by index digest", async () => {
+    const head = await getManifest(cold.url, 'team/app', 'cache', { method: 'HEAD' });
+    expect(head.headers.get('docker-content-digest')).toBe(index.digest);
+    wire.take();
+    const got = await getManifest(cold.url, 'team/app', index.digest, { accept: `${OCI_INDEX}, */*` });
+    expect(got.bytes.equals(index.bytes)).toBe(true);
+    // the manifest that stands for the index is known from the HEAD: no 404 round trip
+    expect(wire.take()).toEqual([`HEAD /v2/team/app/manifests/${manifestDigest}`, `GET /v2/team/app/blobs/${index.digest}`]);
+    await getManifest(cold.url, 'team/app', index.digest);
+    expect(wire.take()).toEqual([`GET /v2/team/app/manifests/${manifestDigest}`]);
+    await cold.stop();
+  });
+
   it('loads the index once for many concurrent misses', async () => {
     const all = await Promise.all(Array.from({ length: 8 }, () => getManifest(cold.url, 'team/app', 'cache')));
     expect(all.every((r) => r.bytes.equals(index.bytes))).toBe(true);
