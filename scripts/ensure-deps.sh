@@ -45,18 +45,18 @@ stop_system_nginx() {
 }
 
 missing=()
-for c in docker-registry containerd ctr skopeo nginx; do
+for c in docker-registry containerd ctr skopeo nginx openssl; do
   # /usr/sbin is not on every user's PATH, and nginx lives there.
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("$c")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_update_once
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker-registry containerd skopeo nginx-light >/dev/null
-  echo "installed docker-registry containerd skopeo nginx-light (missing: ${missing[*]})"
+    docker-registry containerd skopeo nginx-light openssl >/dev/null
+  echo "installed docker-registry containerd skopeo nginx-light openssl (missing: ${missing[*]})"
   stop_system_nginx
 else
-  echo "docker-registry, containerd, ctr, skopeo, nginx already present"
+  echo "docker-registry, containerd, ctr, skopeo, nginx, openssl already present"
 fi
 
 if [ -x "$cache/docker.io/usr/sbin/dockerd" ]; then

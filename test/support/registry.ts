@@ -1,6 +1,7 @@
 // distribution 2.8 (Debian's docker-registry) on loopback, storage in a temp dir.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { httpsGet } from './tls.js';
 import { freePort, logTail, makeTempDir, removeTempDir, startProcess, waitFor } from './processes.js';
 
 export interface Registry {
@@ -22,6 +23,8 @@ export interface RegistryOptions {
    * credentials travel unchanged.
    */
   sillyAuth?: boolean;
+  /** Serve https with this certificate (see tls.ts); the url is then https://. */
+  tls?: { certFile: string; keyFile: string; pem: string };
 }
 
 const START_ATTEMPTS = 3;
@@ -46,7 +49,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
 async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Promise<Registry | undefined> {
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
-  const url = `http://${host}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}`;
   const dataDir = join(dir, 'data');
   const logFile = join(dir, 'registry.log');
   const config = join(dir, 'config.yml');
@@ -57,14 +60,16 @@ async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Pr
     'version: 0.1\n' +
       'log: {level: warn}\n' +
       `storage:\n  filesystem: {rootdirectory: ${dataDir}}\n  delete: {enabled: true}\n` +
-      `http: {addr: "${host}"}\n` +
+      `http:\n  addr: "${host}"\n` +
+      (opts.tls ? `  tls: {certificate: ${opts.tls.certFile}, key: ${opts.tls.keyFile}}\n` : '') +
       policy +
       auth,
   );
   await writeFile(logFile, `--- attempt ${attempt} on ${host}\n`, { flag: 'a' });
   const proc = await startProcess({ cmd: 'docker-registry', args: ['serve', config], logFile, cwd: dir });
   try {
-    await waitFor(async () => [200, 401].includes((await fetch(`${url}/v2/`)).status), {
+    const ping = opts.tls ? async () => (await httpsGet(`${url}/v2/`, opts.tls!.pem)).status : async () => (await fetch(`${url}/v2/`)).status;
+    await waitFor(async () => [200, 401].includes(await ping()), {
       timeoutMs: 15_000,
       what: `docker-registry on ${host}`,
       logFile,

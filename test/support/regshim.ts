@@ -1,5 +1,6 @@
 // regshim under test: in this process (HTTP tests, log capture) or as a child process
 // (restarts, replicas, memory bounds), always on a free loopback port.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type RawConfig, parseConfig } from '../../src/config.js';
 import { type RegShim, createServer } from '../../src/server.js';
@@ -17,7 +18,7 @@ export interface RunningShim {
 
 export async function startShim(upstream: string, raw: Omit<RawConfig, 'upstream'> = {}): Promise<RunningShim> {
   const logs: Record<string, unknown>[] = [];
-  const config = parseConfig({ listen: '127.0.0.1:0', logLevel: 'debug', ...raw, upstream });
+  const config = parseConfig({ listen: '127.0.0.1:0', logLevel: 'debug', ...raw, upstream }, { read: (path) => readFileSync(path, 'utf8') });
   const shim = createServer(config, { logDestination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } });
   const url = await shim.listen();
   return { url: url.origin, host: url.host, shim, logs, stop: () => shim.close() };
