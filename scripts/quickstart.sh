@@ -36,11 +36,12 @@ http: {addr: 127.0.0.1:5001}
 YAML
   setsid docker-registry serve "$data/config.yml" >"$data/registry.log" 2>&1 &
   registry_pid=$!
-  for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null http://127.0.0.1:5001/v2/ 2>/dev/null && break
-    sleep 0.1
-  done
-  curl -fsS -o /dev/null http://127.0.0.1:5001/v2/ || { echo "the local registry did not start: see $data/registry.log" >&2; exit 1; }
+  # Ready when /v2/ answers 200 (node, not curl: a fresh machine may have no curl).
+  node_modules/.bin/node -e '
+    const until = Date.now() + 15000;
+    const ping = () => fetch("http://127.0.0.1:5001/v2/").then((r) => r.status === 200, () => false);
+    (async () => { while (!(await ping())) { if (Date.now() > until) process.exit(1); await new Promise((r) => setTimeout(r, 100)); } })();
+  ' || { echo "the local registry did not start: see $data/registry.log" >&2; exit 1; }
   echo "local registry (distribution) on http://127.0.0.1:5001, data in $data" >&2
   export REGSHIM_UPSTREAM=http://127.0.0.1:5001
 fi

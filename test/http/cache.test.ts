@@ -7,6 +7,7 @@ import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.j
 import { getManifest, pushBlob, pushBlobs, putManifest, sha256 } from '../support/blobs.js';
 import { type CountingProxy, startCountingProxy } from '../support/counting-proxy.js';
 import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
+import { Cleanup } from '../support/cleanup.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim } from '../support/regshim.js';
 
@@ -14,6 +15,7 @@ const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 
+const cleanup = new Cleanup();
 let registry: Registry;
 let wire: CountingProxy;
 let shim: RunningShim;
@@ -28,9 +30,9 @@ function convertedDigest(bytes: Buffer): string {
 }
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  wire = await startCountingProxy(registry.url);
-  shim = await startShim(wire.url);
+  registry = await cleanup.track(startRegistry());
+  wire = await cleanup.track(startCountingProxy(registry.url));
+  shim = await cleanup.track(startShim(wire.url));
   index = await fixtureCache('index');
   dlist = await fixtureCache('dlist');
   manifestDigest = convertedDigest(index.bytes);
@@ -39,11 +41,7 @@ beforeAll(async () => {
   }
 });
 
-afterAll(async () => {
-  await shim?.stop();
-  await wire?.stop();
-  await registry?.stop();
-});
+afterAll(() => cleanup.run());
 
 beforeEach(() => {
   wire.take();
@@ -150,10 +148,9 @@ describe('PUT of an index-style cache', () => {
 describe('a cold regshim (restart, or another replica)', () => {
   let cold: RunningShim;
   beforeEach(async () => {
-    cold = await startShim(wire.url);
+    cold = await cleanup.track(startShim(wire.url));
     wire.take();
   });
-  afterAll(async () => cold?.stop());
 
   it('serves GET by tag from the registry alone: the manifest, then the index blob', async () => {
     const got = await getManifest(cold.url, 'team/app', 'cache');
@@ -162,14 +159,12 @@ describe('a cold regshim (restart, or another replica)', () => {
     expect(wire.take()).toEqual(['GET /v2/team/app/manifests/cache', `GET /v2/team/app/blobs/${index.digest}`]);
     await getManifest(cold.url, 'team/app', 'cache');
     expect(wire.take()).toEqual(['GET /v2/team/app/manifests/cache']);
-    await cold.stop();
   });
 
   it('serves HEAD by tag without fetching the index', async () => {
     const head = await getManifest(cold.url, 'team/app', 'cache', { method: 'HEAD' });
     expect(head.headers.get('docker-content-digest')).toBe(index.digest);
     expect(wire.take()).toEqual(['HEAD /v2/team/app/manifests/cache', `GET /v2/team/app/manifests/${manifestDigest}`]);
-    await cold.stop();
   });
 
   it('serves GET by index digest', async () => {
@@ -177,7 +172,6 @@ describe('a cold regshim (restart, or another replica)', () => {
     expect(got.status).toBe(200);
     expect(got.bytes.equals(index.bytes)).toBe(true);
     expect(got.headers.get('docker-content-digest')).toBe(index.digest);
-    await cold.stop();
   });
 
   it("resolves as BuildKit's importer does: HEAD by tag, then GET by index digest", async () => {
@@ -190,7 +184,6 @@ describe('a cold regshim (restart, or another replica)', () => {
     expect(wire.take()).toEqual([`HEAD /v2/team/app/manifests/${manifestDigest}`, `GET /v2/team/app/blobs/${index.digest}`]);
     await getManifest(cold.url, 'team/app', index.digest);
     expect(wire.take()).toEqual([`GET /v2/team/app/manifests/${manifestDigest}`]);
-    await cold.stop();
   });
 
   it('loads the index once for many concurrent misses', async () => {
@@ -199,7 +192,6 @@ describe('a cold regshim (restart, or another replica)', () => {
     const seen = wire.take();
     expect(seen.filter((r) => r.startsWith('GET /v2/team/app/blobs/'))).toHaveLength(1);
     expect(seen.filter((r) => r === 'GET /v2/team/app/manifests/cache')).toHaveLength(8);
-    await cold.stop();
   });
 });
 
@@ -301,13 +293,9 @@ describe('credentials and challenges', () => {
   let authed: Registry;
   let gate: RunningShim;
   beforeAll(async () => {
-    authed = await startRegistry({ sillyAuth: true });
-    gate = await startShim(authed.url);
+    authed = await cleanup.track(startRegistry({ sillyAuth: true }));
+    gate = await cleanup.track(startShim(authed.url));
     await pushBlobs(authed.url, 'team/auth', index.blobs.values(), { authorization: 'Bearer t' });
-  });
-  afterAll(async () => {
-    await gate?.stop();
-    await authed?.stop();
   });
 
   it('passes the challenge back unchanged, then converts with the credentials', async () => {
@@ -336,13 +324,9 @@ describe('an upstream that refuses the converted manifest', () => {
   let strictPolicy: Registry;
   let front: RunningShim;
   beforeAll(async () => {
-    strictPolicy = await startRegistry({ policyImageOnly: true });
-    front = await startShim(strictPolicy.url);
+    strictPolicy = await cleanup.track(startRegistry({ policyImageOnly: true }));
+    front = await cleanup.track(startShim(strictPolicy.url));
     await pushBlobs(strictPolicy.url, 'team/policy', index.blobs.values());
-  });
-  afterAll(async () => {
-    await front?.stop();
-    await strictPolicy?.stop();
   });
 
   it('gives the client its answer unchanged', async () => {

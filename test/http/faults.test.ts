@@ -4,6 +4,7 @@ import http from 'node:http';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FaultyUpstream, startFaultyUpstream } from '../support/faulty-upstream.js';
+import { Cleanup } from '../support/cleanup.js';
 import { freePort } from '../support/processes.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim } from '../support/regshim.js';
@@ -12,18 +13,16 @@ const DIES = '/v2/f/blobs/sha256:dies';
 const SILENT = '/v2/f/blobs/sha256:silent';
 const SILENT_MANIFEST = '/v2/f/manifests/silent';
 
+const cleanup = new Cleanup();
 let faulty: FaultyUpstream;
 let shim: RunningShim;
 
 beforeAll(async () => {
-  faulty = await startFaultyUpstream({ [DIES]: 'die-mid-body', [SILENT]: 'silent', [SILENT_MANIFEST]: 'silent' });
-  shim = await startShim(faulty.url, { upstreamTimeout: '0.5' });
+  faulty = await cleanup.track(startFaultyUpstream({ [DIES]: 'die-mid-body', [SILENT]: 'silent', [SILENT_MANIFEST]: 'silent' }));
+  shim = await cleanup.track(startShim(faulty.url, { upstreamTimeout: '0.5' }));
 });
 
-afterAll(async () => {
-  await shim?.stop();
-  await faulty?.stop();
-});
+afterAll(() => cleanup.run());
 
 describe('upstream faults', () => {
   it('ends the client response at once when the upstream dies mid-body', async () => {
@@ -70,9 +69,8 @@ describe('upstream faults', () => {
 describe('no upstream', () => {
   let lonely: RunningShim;
   beforeAll(async () => {
-    lonely = await startShim(`http://127.0.0.1:${await freePort()}`);
+    lonely = await cleanup.track(startShim(`http://127.0.0.1:${await freePort()}`));
   });
-  afterAll(async () => lonely?.stop());
 
   it.each([
     ['a blob', '/v2/x/blobs/sha256:abc', undefined],
@@ -94,12 +92,8 @@ describe('client timeouts', () => {
   let registry: Registry;
   let idle: RunningShim;
   beforeAll(async () => {
-    registry = await startRegistry();
-    idle = await startShim(registry.url, { clientIdleTimeout: '1' });
-  });
-  afterAll(async () => {
-    await idle?.stop();
-    await registry?.stop();
+    registry = await cleanup.track(startRegistry());
+    idle = await cleanup.track(startShim(registry.url, { clientIdleTimeout: '1' }));
   });
 
   it('lets a slow upload run longer than the idle timeout as long as bytes keep coming', async () => {

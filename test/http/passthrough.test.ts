@@ -4,23 +4,22 @@ import http from 'node:http';
 import net from 'node:net';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cleanup } from '../support/cleanup.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim } from '../support/regshim.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
+const cleanup = new Cleanup();
 let registry: Registry;
 let shim: RunningShim;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  shim = await startShim(registry.url);
+  registry = await cleanup.track(startRegistry());
+  shim = await cleanup.track(startShim(registry.url));
 });
 
-afterAll(async () => {
-  await shim?.stop();
-  await registry?.stop();
-});
+afterAll(() => cleanup.run());
 
 /** The path and query of a Location that must point at regshim itself. */
 function onShim(location: string | undefined): string {
