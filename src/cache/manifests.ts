@@ -19,7 +19,7 @@ import {
   forwardedRequestHeaders,
   header,
 } from '../registry/upstream.js';
-import { type Converted, digestAs, importLimitProblems, readConvertedManifest, restoreIndex, sha256, toImageManifest } from './convert.js';
+import { digestAs, importLimitProblems, registryLimitProblems, readConvertedManifest, restoreIndex, sha256, toImageManifest } from './convert.js';
 import { type CacheIndex, classifyManifest } from './detect.js';
 import type { DigestMap, KnownIndex, KnownManifest } from './digest-map.js';
 
@@ -39,9 +39,6 @@ export class UpstreamAnswer extends Error {
   }
 }
 
-// ECR's limits, measured rather than documented; named in the log when a PUT is refused.
-const ECR_MAX_LAYERS = 500;
-const ECR_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export function createManifestHandlers(deps: ManifestDeps) {
@@ -303,7 +300,7 @@ export function createManifestHandlers(deps: ManifestDeps) {
       body: converted.bytes,
     });
     if (up.status !== 200 && up.status !== 201 && up.status !== 204) {
-      log.warn({ ...logFields, status: up.status, limits: limitsMet(converted) }, 'upstream refused the converted manifest');
+      log.warn({ ...logFields, status: up.status, limits: registryLimitProblems(converted) }, 'upstream refused the converted manifest');
       return sendUpstream(req, res, up);
     }
     const stored = header(up.headers, 'docker-content-digest');
@@ -392,15 +389,4 @@ function withType(accept: string | string[] | undefined, type: string): string {
 
 function mediaTypeOf(headers: Headers): string | undefined {
   return header(headers, 'content-type')?.split(';')[0]?.trim().toLowerCase();
-}
-
-function limitsMet(converted: Converted): string[] {
-  const out: string[] = [];
-  if (converted.manifest.layers.length > ECR_MAX_LAYERS) {
-    out.push(`${converted.manifest.layers.length} layers: ECR refuses more than about ${ECR_MAX_LAYERS}`);
-  }
-  if (converted.bytes.length > ECR_MAX_MANIFEST_BYTES) {
-    out.push(`${converted.bytes.length} bytes: ECR and others refuse manifests over ${ECR_MAX_MANIFEST_BYTES}`);
-  }
-  return out;
 }

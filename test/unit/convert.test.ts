@@ -9,6 +9,7 @@ import {
   importLimitProblems,
   ociLayerType,
   readConvertedManifest,
+  registryLimitProblems,
   restoreIndex,
   sha256,
   toImageManifest,
@@ -136,6 +137,19 @@ describe('importLimitProblems', () => {
     expect(problems).toHaveLength(2);
     expect(problems[0]).toMatch(/cache index is 1048577 bytes/);
     expect(problems[1]).toMatch(/cacheconfig is 1048577 bytes/);
+  });
+});
+
+describe('registryLimitProblems', () => {
+  it('names too many layers and too many bytes, and nothing for the fixture', () => {
+    const bytes = fixture('index.json');
+    const index = parseCache(bytes);
+    expect(registryLimitProblems(toImageManifest(index, bytes, OWN))).toEqual([]);
+    const many = { ...index, layers: Array.from({ length: 600 }, (_, i) => ({ ...index.layers[0]!, annotations: { pad: 'x'.repeat(i === 0 ? 4_300_000 : 1) } })) };
+    const problems = registryLimitProblems(toImageManifest(many, bytes, OWN));
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toBe('601 layers: ECR refuses more than about 500');
+    expect(problems[1]).toMatch(/^\d+ bytes: ECR and others refuse manifests over 4194304$/);
   });
 });
 

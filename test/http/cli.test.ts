@@ -1,0 +1,106 @@
+// The built CLI, run the way users run it (`npm run build` comes first in `npm test`).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toImageManifest } from '../../src/cache/convert.js';
+import { classifyManifest } from '../../src/cache/detect.js';
+import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
+import { pushBlobs, putManifest } from '../support/blobs.js';
+import { Cleanup } from '../support/cleanup.js';
+import { fixtureCache, fixturesDir } from '../support/oci-archive.js';
+import { freePort, runCommand, startProcess, waitFor } from '../support/processes.js';
+import { type Registry, startRegistry } from '../support/registry.js';
+import { startShimProcess } from '../support/regshim.js';
+
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'regshim.js');
+const regshim = (args: string[], env: Record<string, string> = {}) =>
+  runCommand(process.execPath, [bin, ...args], { env: { ...process.env, REGSHIM_UPSTREAM: '', ...env }, timeoutMs: 30_000 });
+
+const cleanup = new Cleanup();
+afterAll(() => cleanup.run());
+
+describe('regshim serve', () => {
+  it('--version prints the package version', async () => {
+    const r = await regshim(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe((JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version);
+  });
+
+  it('--help lists every flag with its environment variable', async () => {
+    const r = await regshim(['serve', '--help']);
+    expect(r.code).toBe(0);
+    for (const env of ['REGSHIM_UPSTREAM', 'REGSHIM_LISTEN', 'REGSHIM_LOG_LEVEL', 'REGSHIM_UPSTREAM_CA', 'REGSHIM_TLS_CERT', 'REGSHIM_CACHE_MAX_BYTES', 'REGSHIM_MAX_MANIFEST_BYTES', 'REGSHIM_INDEX_MEDIA_TYPE']) {
+      expect(r.stdout).toContain(env);
+    }
+  });
+
+  it.each([
+    [[], {}, /--upstream is required/],
+    [['--upstream', 'registry.example.com'], {}, /must start with http:\/\/ or https:\/\/|is not a URL/],
+    [['--upstream', 'http://x', '--listen', 'nope'], {}, /--listen "nope" must be host:port/],
+    [[], { REGSHIM_UPSTREAM: 'http://x', REGSHIM_CACHE_MAX_BYTES: 'lots' }, /--cache-max-bytes "lots"/],
+    [['--no-such-flag'], {}, /unknown option '--no-such-flag'/],
+  ])('%j %j exits 2 and says what is wrong', async (args, env, message) => {
+    const r = await regshim(args, env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('reads its settings from the environment alone', async () => {
+    const registry = await cleanup.track(startRegistry());
+    const dir = await cleanup.tempDir('regshim-cli-');
+    const port = await freePort();
+    const logFile = join(dir, 'regshim.log');
+    await cleanup.track(
+      startProcess({
+        cmd: process.execPath,
+        args: [bin],
+        logFile,
+        env: { ...process.env, REGSHIM_UPSTREAM: registry.url, REGSHIM_LISTEN: `127.0.0.1:${port}`, REGSHIM_LOG_LEVEL: 'debug' },
+      }),
+    );
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000, what: 'regshim from env', logFile });
+    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+    const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ msg: 'listening', url: `http://127.0.0.1:${port}`, upstream: registry.url });
+    // debug level: health checks are logged too
+    expect(lines.some((l) => l.msg === 'request' && l.level === 20)).toBe(true);
+  });
+});
+
+describe('regshim convert and inspect', () => {
+  let registry: Registry;
+  beforeAll(async () => {
+    registry = await cleanup.track(startRegistry());
+  });
+
+  it('convert prints the manifest regshim stores for an index file', async () => {
+    const file = join(fixturesDir(), 'index.json');
+    const r = await regshim(['convert', file]);
+    expect(r.code, r.stderr).toBe(0);
+    const bytes = readFileSync(file);
+    const detection = classifyManifest(bytes, undefined);
+    if (detection.kind !== 'cache') throw new Error('fixture is not a cache');
+    expect(JSON.parse(r.stdout)).toEqual(toImageManifest(detection.index, bytes, DEFAULT_INDEX_LAYER_MEDIA_TYPE).manifest);
+  });
+
+  it('convert refuses a file that is not a cache, exit 2', async () => {
+    const r = await regshim(['convert', join(fixturesDir(), 'imgmanifest.json')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/is not a BuildKit cache index/);
+  });
+
+  it('inspect shows both forms, from the registry directly and through regshim', async () => {
+    const cache = await fixtureCache('index');
+    await pushBlobs(registry.url, 'cli/app', cache.blobs.values());
+    const shim = await cleanup.track(startShimProcess(registry.url));
+    expect((await putManifest(shim.url, 'cli/app', 'cache', cache.bytes, cache.mediaType)).status).toBe(201);
+    for (const [base, source] of [[registry.url, 'converted manifest (upstream)'], [shim.url, 'cache index']] as const) {
+      const r = await regshim(['inspect', `${base}/v2/cli/app/manifests/cache`]);
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { source: string; index: { digest: string; size: number }; manifest: { digest: string } };
+      expect(out.source).toBe(source);
+      expect(out.index).toMatchObject({ digest: cache.digest, size: cache.bytes.length });
+    }
+  });
+});
