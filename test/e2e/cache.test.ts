@@ -6,7 +6,7 @@ import { getManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type Containerd, cleanNamespaces, startContainerd } from '../support/containerd.js';
 import { type CountingProxy, startCountingProxy } from '../support/counting-proxy.js';
-import { startDockerd } from '../support/dockerd.js';
+import { cachedSteps, startDockerd } from '../support/dockerd.js';
 import { type CacheForm, type FixtureCache, copyFixtureContext, fixtureCache, writeOciArchive } from '../support/oci-archive.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim, startShimProcess } from '../support/regshim.js';
@@ -175,17 +175,3 @@ describe("dockerd 20.10's BuildKit imports through regshim", () => {
     expect(importer.logs.some((l) => l.msg === 'cache index restored' && l.indexDigest === cache('index').digest)).toBe(true);
   });
 });
-
-/** The names of the build steps that BuildKit reported as CACHED, in order. */
-function cachedSteps(progress: string): string[] {
-  const names = new Map<string, string>();
-  const cached: string[] = [];
-  for (const line of progress.split('\n')) {
-    const step = /^#(\d+) (\[\d+\/\d+\] .*)$/.exec(line);
-    if (step?.[1] && step[2]) names.set(step[1], step[2]);
-    const hit = /^#(\d+) CACHED$/.exec(line);
-    if (hit?.[1]) cached.push(names.get(hit[1]) ?? `#${hit[1]}`);
-  }
-  return cached;
-}
-

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanNamespaces, startContainerd, type Containerd } from '../support/containerd.js';
-import { startDockerd } from '../support/dockerd.js';
+import { cachedSteps, startDockerd } from '../support/dockerd.js';
 import { copyFixtureContext, fixtureCache, writeOciArchive } from '../support/oci-archive.js';
 import { Cleanup } from '../support/cleanup.js';
 import { startRegistry, type Registry } from '../support/registry.js';
@@ -140,16 +140,3 @@ describe('e2e support helpers against the real registry and clients', () => {
     expect(cachedSteps(build.stderr), build.stderr).toEqual(['[1/2] COPY a.txt /a.txt', '[2/2] COPY b.txt /b.txt']);
   });
 });
-
-/** The names of the build steps that BuildKit reported as CACHED, in order. */
-function cachedSteps(progress: string): string[] {
-  const names = new Map<string, string>();
-  const cached: string[] = [];
-  for (const line of progress.split('\n')) {
-    const step = /^#(\d+) (\[\d+\/\d+\] .*)$/.exec(line);
-    if (step?.[1] && step[2]) names.set(step[1], step[2]);
-    const hit = /^#(\d+) CACHED$/.exec(line);
-    if (hit?.[1]) cached.push(names.get(hit[1]) ?? `#${hit[1]}`);
-  }
-  return cached;
-}

@@ -6,8 +6,7 @@ import {
   makeTempDir,
   removeTempDir,
   runCommand,
-  startProcess,
-  waitFor,
+  startReady,
   type RunOptions,
   type RunResult,
 } from './processes.js';
@@ -49,22 +48,19 @@ export async function startContainerd(): Promise<Containerd> {
     ].join('\n'),
   );
   const ctr = (args: string[], opts?: RunOptions): Promise<RunResult> => runCommand('ctr', ['-a', sock, ...args], opts);
-  const proc = await startProcess({ cmd: 'containerd', args: ['--config', config], logFile, cwd: dir });
+  const proc = await startReady(
+    { cmd: 'containerd', args: ['--config', config], logFile, cwd: dir },
+    {
+      ready: async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0,
+      timeoutMs: 30_000,
+      what: `containerd on ${sock}`,
+      cleanup: () => removeTempDir(dir),
+    },
+  );
   const stop = async (): Promise<void> => {
     await proc.stop();
     await removeTempDir(dir);
   };
-  try {
-    await waitFor(async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0, {
-      timeoutMs: 30_000,
-      what: `containerd on ${sock}`,
-      logFile,
-      process: proc,
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
   return { sock, root, logFile, ctr, stop };
 }
 

@@ -8,8 +8,7 @@ import {
   makeTempDir,
   removeTempDir,
   runCommand,
-  startProcess,
-  waitFor,
+  startReady,
   type RunOptions,
   type RunResult,
 } from './processes.js';
@@ -69,24 +68,32 @@ export async function startDockerd(opts: { containerdSock: string; insecureRegis
   const docker = (args: string[], runOpts: RunOptions = {}): Promise<RunResult> =>
     runCommand(join(pkg, 'usr', 'bin', 'docker'), args, { ...runOpts, env: { ...clientEnv, ...runOpts.env } });
 
-  const proc = await startProcess({ cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir });
-  const stop = async (): Promise<void> => {
-    await proc.stop();
+  const removeAll = async (): Promise<void> => {
     await removeTempDir(dir);
     for (const p of MACHINE_PATHS) {
       if (!preexisting.has(p)) await rm(p, { recursive: true, force: true });
     }
   };
-  try {
-    await waitFor(async () => (await docker(['version'], { timeoutMs: 10_000 })).code === 0, {
-      timeoutMs: 60_000,
-      what: `dockerd on ${sock}`,
-      logFile,
-      process: proc,
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  const proc = await startReady(
+    { cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir },
+    { ready: async () => (await docker(['version'], { timeoutMs: 10_000 })).code === 0, timeoutMs: 60_000, what: `dockerd on ${sock}`, cleanup: removeAll },
+  );
+  const stop = async (): Promise<void> => {
+    await proc.stop();
+    await removeAll();
+  };
   return { logFile, docker, stop };
+}
+
+/** The names of the build steps that BuildKit reported as CACHED (from --progress=plain), in order. */
+export function cachedSteps(progress: string): string[] {
+  const names = new Map<string, string>();
+  const cached: string[] = [];
+  for (const line of progress.split('\n')) {
+    const step = /^#(\d+) (\[\d+\/\d+\] .*)$/.exec(line);
+    if (step?.[1] && step[2]) names.set(step[1], step[2]);
+    const hit = /^#(\d+) CACHED$/.exec(line);
+    if (hit?.[1]) cached.push(names.get(hit[1]) ?? `#${hit[1]}`);
+  }
+  return cached;
 }

@@ -143,6 +143,25 @@ async function tailOf(logFile: string | undefined): Promise<string> {
   return logFile ? `\n--- tail of ${logFile} ---\n${await logTail(logFile)}` : '';
 }
 
+/**
+ * Starts a process and waits until `ready` says so; if it never does, stops it, runs
+ * `cleanup` and throws. What every long-lived test process needs.
+ */
+export async function startReady(
+  start: StartOptions,
+  wait: Omit<WaitOptions, 'logFile' | 'process'> & { ready: () => Promise<boolean>; cleanup?: () => Promise<void> },
+): Promise<Started> {
+  const proc = await startProcess(start);
+  try {
+    await waitFor(wait.ready, { timeoutMs: wait.timeoutMs, what: wait.what, logFile: start.logFile, process: proc });
+  } catch (err) {
+    await proc.stop();
+    await wait.cleanup?.();
+    throw err;
+  }
+  return proc;
+}
+
 export async function logTail(file: string, lines = 30): Promise<string> {
   try {
     return (await readFile(file, 'utf8')).split('\n').slice(-lines).join('\n');

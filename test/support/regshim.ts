@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type RawConfig, parseConfig } from '../../src/config.js';
 import { type RegShim, createServer } from '../../src/server.js';
-import { freePort, makeTempDir, removeTempDir, startProcess, waitFor } from './processes.js';
+import { freePort, makeTempDir, removeTempDir, startReady } from './processes.js';
 
 export interface RunningShim {
   url: string;
@@ -39,25 +39,16 @@ export async function startShimProcess(upstream: string, extraArgs: string[] = [
   const dir = await makeTempDir('regshim-proc-');
   const port = await freePort();
   const logFile = join(dir, 'regshim.log');
-  const proc = await startProcess({
-    cmd: process.execPath,
-    args: [join(repoRoot, 'bin', 'regshim.js'), '--upstream', upstream, '--listen', `127.0.0.1:${port}`, ...extraArgs],
-    logFile,
-    env: { ...process.env, REGSHIM_LOG_LEVEL: 'info' },
-  });
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, {
-      timeoutMs: 15_000,
-      what: `regshim on port ${port}`,
+  const proc = await startReady(
+    {
+      cmd: process.execPath,
+      args: [join(repoRoot, 'bin', 'regshim.js'), '--upstream', upstream, '--listen', `127.0.0.1:${port}`, ...extraArgs],
       logFile,
-      process: proc,
-    });
-  } catch (err) {
-    await proc.stop();
-    await removeTempDir(dir);
-    throw err;
-  }
+      env: { ...process.env, REGSHIM_LOG_LEVEL: 'info' },
+    },
+    { ready: () => isHealthy(url), timeoutMs: 15_000, what: `regshim on port ${port}`, cleanup: () => removeTempDir(dir) },
+  );
   return {
     url,
     host: `127.0.0.1:${port}`,
@@ -68,4 +59,9 @@ export async function startShimProcess(upstream: string, extraArgs: string[] = [
       await removeTempDir(dir);
     },
   };
+}
+
+/** GET /healthz is 200: regshim is up. */
+export async function isHealthy(url: string): Promise<boolean> {
+  return (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200;
 }
