@@ -28,6 +28,8 @@ export interface RegShim {
 export interface ServerOptions {
   /** Where logs go (tests capture them); stdout by default. */
   logDestination?: { write(line: string): void };
+  /** How long close() lets requests in flight (a layer upload, say) finish before cutting them. */
+  shutdownGraceMs?: number;
 }
 
 const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -122,11 +124,15 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     close: () => (closing ??= stop()),
   };
 
+  // Stop accepting, let requests in flight finish (a rolling deploy must not fail a build's
+  // push), close idle keep-alive connections at once, and cut what is left after the grace.
   async function stop(): Promise<void> {
+    const grace = setTimeout(() => server.closeAllConnections(), options.shutdownGraceMs ?? 10_000);
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
-      server.closeAllConnections();
+      server.closeIdleConnections();
     });
+    clearTimeout(grace);
     passthrough.close();
     await upstream.close();
   }

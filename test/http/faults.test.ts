@@ -129,4 +129,26 @@ describe('client timeouts', () => {
     expect(closedAfter).toBeGreaterThan(900);
     expect(closedAfter).toBeLessThan(5000);
   });
+
+  it('lets an upload in flight finish when it is stopped, then refuses new connections', async () => {
+    const stopping = await startShim(registry.url);
+    const post = await request(stopping.url).post('/v2/drain/blobs/uploads/').expect(202);
+    let closed: Promise<void> | undefined;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(new URL(post.headers.location as string), { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      // Stop once regshim has the request and while its body is still coming; finish it afterwards.
+      stopping.shim.server.once('request', () => {
+        closed = stopping.stop();
+        setTimeout(() => req.end(Buffer.alloc(1024, 2)), 200);
+      });
+      req.write(Buffer.alloc(1024, 1));
+    });
+    expect(status).toBe(202);
+    await closed;
+    await expect(fetch(`${stopping.url}/v2/`)).rejects.toThrow();
+  });
 });

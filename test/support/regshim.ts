@@ -19,7 +19,7 @@ export interface RunningShim {
 export async function startShim(upstream: string, raw: Omit<RawConfig, 'upstream'> = {}): Promise<RunningShim> {
   const logs: Record<string, unknown>[] = [];
   const config = parseConfig({ listen: '127.0.0.1:0', logLevel: 'debug', ...raw, upstream }, { read: (path) => readFileSync(path, 'utf8') });
-  const shim = createServer(config, { logDestination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } });
+  const shim = createServer(config, { shutdownGraceMs: 1000, logDestination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } });
   const url = await shim.listen();
   return { url: url.origin, host: url.host, shim, logs, stop: () => shim.close() };
 }
