@@ -6,6 +6,7 @@ import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/co
 import { classifyManifest } from './cache/detect.js';
 import { ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
+import { startGcPacer } from './passthrough/gc-pacer.js';
 import { createServer } from './server.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -30,8 +31,10 @@ async function serve(raw: RawConfig): Promise<void> {
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
   const shim = createServer(config);
   await shim.listen();
+  const pacer = startGcPacer();
+  if (!pacer) shim.log.warn('cannot pace garbage collection: expect higher peak memory while streaming');
   const stop = (signal: string) => {
-    shim.log.info({ signal }, 'shutting down');
+    shim.log.info({ signal, gcCollections: pacer?.collections }, 'shutting down');
     shim.close().then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
