@@ -4,24 +4,18 @@
 import type { Request, Response } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
-import { addUpstreamTime, contextOf } from '../observability/access-log.js';
+import { contextOf } from '../observability/access-log.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { publicOrigin, rewriteResponseHeaders } from '../passthrough/rewrite.js';
+import { accepts, parseAccept, withType } from '../registry/accept.js';
 import { OciError } from '../registry/errors.js';
 import { DOCKER_LIST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
-import {
-  type Headers,
-  type Upstream,
-  type UpstreamRequest,
-  type UpstreamResponse,
-  forwardedRequestHeaders,
-  header,
-} from '../registry/upstream.js';
-import { digestAs, importLimitProblems, registryLimitProblems, readConvertedManifest, restoreIndex, sha256, toImageManifest } from './convert.js';
+import { type Headers, type Upstream, type UpstreamResponse, forwardedRequestHeaders, header } from '../registry/upstream.js';
+import { digestAs, importLimitProblems, readConvertedManifest, registryLimitProblems, restoreIndex, sha256, toImageManifest } from './convert.js';
 import { type CacheIndex, classifyManifest } from './detect.js';
 import type { DigestMap, KnownIndex, KnownManifest } from './digest-map.js';
+import { UpstreamAnswer, createExchange } from './exchange.js';
 
 export interface ManifestDeps {
   config: Config;
@@ -32,84 +26,13 @@ export interface ManifestDeps {
   passthrough: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
-/** An upstream answer that goes back to the client as it is (errors, auth challenges). */
-export class UpstreamAnswer extends Error {
-  constructor(readonly response: UpstreamResponse) {
-    super(`upstream answered ${response.status}`);
-  }
-}
-
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
 export function createManifestHandlers(deps: ManifestDeps) {
   const { config, upstream, map, log, metrics } = deps;
-  const tls = config.tlsCert !== undefined;
-  const fallbackHost = `${config.listenHost}:${config.listenPort}`;
-
-  /** One upstream call on behalf of a client: its credentials, cancelled when it leaves. */
-  async function call(req: IncomingMessage, res: ServerResponse, r: Omit<UpstreamRequest, 'maxBodyBytes' | 'signal'> & { maxBodyBytes?: number }) {
-    const controller = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) controller.abort();
-    };
-    res.once('close', onClose);
-    try {
-      const up = await upstream.request({ maxBodyBytes: config.maxManifestBytes, ...r, signal: controller.signal });
-      addUpstreamTime(req, up.latencyMs);
-      return up;
-    } finally {
-      res.off('close', onClose);
-    }
-  }
-
-  /** The client's headers for regshim's own calls: credentials and identity, not its content headers. */
-  function clientHeaders(req: IncomingMessage, overrides: Headers = {}): Headers {
-    const h = forwardedRequestHeaders(req.headers);
-    for (const name of ['accept', 'content-type', 'if-none-match', 'if-match', 'range', 'docker-content-digest']) delete h[name];
-    return Object.assign(h, overrides);
-  }
-
-  function sendUpstream(req: IncomingMessage, res: ServerResponse, up: UpstreamResponse): void {
-    const headers: Record<string, string | string[] | undefined> = {};
-    for (const [name, value] of Object.entries(up.headers)) {
-      if (!['connection', 'keep-alive', 'transfer-encoding', 'content-length'].includes(name)) headers[name] = value;
-    }
-    rewriteResponseHeaders(headers, config.upstream, publicOrigin(req.headers, tls, fallbackHost));
-    const length = req.method === 'HEAD' ? header(up.headers, 'content-length') : String(up.body.length);
-    if (length !== undefined) headers['content-length'] = length;
-    res.writeHead(up.status, headers as Record<string, string | string[]>);
-    res.end(req.method === 'HEAD' ? undefined : up.body);
-  }
-
-  function sendIndex(req: IncomingMessage, res: ServerResponse, index: { digest: string; mediaType: string; size: number; bytes?: Buffer }): void {
-    res.writeHead(200, {
-      'content-type': index.mediaType,
-      'content-length': String(index.size),
-      'docker-content-digest': index.digest,
-      etag: `"${index.digest}"`,
-      'docker-distribution-api-version': 'registry/2.0',
-    });
-    res.end(req.method === 'HEAD' ? undefined : index.bytes);
-  }
+  const { call, clientHeaders, sendUpstream, sendIndex, getBlob } = createExchange(config, upstream);
 
   function describe(bytes: Buffer): KnownManifest {
     const ref = readConvertedManifest(bytes);
     return ref ? { kind: 'converted', ref } : { kind: 'plain' };
-  }
-
-  /** GET a blob for regshim itself, following a redirect to object storage (without credentials). */
-  async function getBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<UpstreamResponse> {
-    let up = await call(req, res, { method: 'GET', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
-    for (let hops = 0; hops < 3 && REDIRECTS.has(up.status); hops++) {
-      const location = header(up.headers, 'location');
-      if (location === undefined) break;
-      const target = new URL(location, config.upstream);
-      const sameHost = target.origin === config.upstream.origin;
-      up = sameHost
-        ? await call(req, res, { method: 'GET', path: target.pathname + target.search, headers: clientHeaders(req) })
-        : await upstream.fetchElsewhere(target, config.maxManifestBytes);
-    }
-    return up;
   }
 
   async function loadIndex(req: IncomingMessage, res: ServerResponse, name: string, manifestDigest: string, ref: KnownManifest & { kind: 'converted' }): Promise<KnownIndex> {
@@ -364,27 +287,6 @@ function manifestRoute(req: IncomingMessage): { name: string; reference: string 
 function countDescriptors(bytes: Buffer): number {
   const detection = classifyManifest(bytes, undefined);
   return detection.kind === 'cache' ? detection.index.manifests.length : 0;
-}
-
-/** The media types an Accept header names, without parameters. */
-export function parseAccept(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  const joined = Array.isArray(value) ? value.join(',') : value;
-  return joined
-    .split(',')
-    .map((part) => (part.split(';')[0] ?? '').trim().toLowerCase())
-    .filter((t) => t !== '');
-}
-
-function accepts(accepted: string[], type: string): boolean {
-  return accepted.includes(type) || accepted.includes('*/*');
-}
-
-function withType(accept: string | string[] | undefined, type: string): string {
-  const list = parseAccept(accept);
-  const base = Array.isArray(accept) ? accept.join(', ') : (accept ?? '');
-  if (list.includes(type)) return base;
-  return base === '' ? type : `${base}, ${type}`;
 }
 
 function mediaTypeOf(headers: Headers): string | undefined {

@@ -1,0 +1,86 @@
+// Talking to the upstream on a client's behalf, and answering the client: with the
+// upstream's own answer (rewritten Locations aside) or with a restored index.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Config } from '../config.js';
+import { addUpstreamTime } from '../observability/access-log.js';
+import { publicOrigin, rewriteResponseHeaders } from '../passthrough/rewrite.js';
+import { type Headers, type Upstream, type UpstreamRequest, type UpstreamResponse, forwardedRequestHeaders, header } from '../registry/upstream.js';
+
+/** An upstream answer that goes back to the client as it is (errors, auth challenges). */
+export class UpstreamAnswer extends Error {
+  constructor(readonly response: UpstreamResponse) {
+    super(`upstream answered ${response.status}`);
+  }
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export type Exchange = ReturnType<typeof createExchange>;
+
+export function createExchange(config: Config, upstream: Upstream) {
+  const tls = config.tlsCert !== undefined;
+  const fallbackHost = `${config.listenHost}:${config.listenPort}`;
+
+  /** One upstream call on behalf of a client: its credentials, cancelled when it leaves. */
+  async function call(req: IncomingMessage, res: ServerResponse, r: Omit<UpstreamRequest, 'maxBodyBytes' | 'signal'> & { maxBodyBytes?: number }) {
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort();
+    };
+    res.once('close', onClose);
+    try {
+      const up = await upstream.request({ maxBodyBytes: config.maxManifestBytes, ...r, signal: controller.signal });
+      addUpstreamTime(req, up.latencyMs);
+      return up;
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  /** The client's headers for regshim's own calls: credentials and identity, not its content headers. */
+  function clientHeaders(req: IncomingMessage, overrides: Headers = {}): Headers {
+    const h = forwardedRequestHeaders(req.headers);
+    for (const name of ['accept', 'content-type', 'if-none-match', 'if-match', 'range', 'docker-content-digest']) delete h[name];
+    return Object.assign(h, overrides);
+  }
+
+  function sendUpstream(req: IncomingMessage, res: ServerResponse, up: UpstreamResponse): void {
+    const headers: Record<string, string | string[] | undefined> = {};
+    for (const [name, value] of Object.entries(up.headers)) {
+      if (!['connection', 'keep-alive', 'transfer-encoding', 'content-length'].includes(name)) headers[name] = value;
+    }
+    rewriteResponseHeaders(headers, config.upstream, publicOrigin(req.headers, tls, fallbackHost));
+    const length = req.method === 'HEAD' ? header(up.headers, 'content-length') : String(up.body.length);
+    if (length !== undefined) headers['content-length'] = length;
+    res.writeHead(up.status, headers as Record<string, string | string[]>);
+    res.end(req.method === 'HEAD' ? undefined : up.body);
+  }
+
+  function sendIndex(req: IncomingMessage, res: ServerResponse, index: { digest: string; mediaType: string; size: number; bytes?: Buffer }): void {
+    res.writeHead(200, {
+      'content-type': index.mediaType,
+      'content-length': String(index.size),
+      'docker-content-digest': index.digest,
+      etag: `"${index.digest}"`,
+      'docker-distribution-api-version': 'registry/2.0',
+    });
+    res.end(req.method === 'HEAD' ? undefined : index.bytes);
+  }
+
+  /** GET a blob for regshim itself, following a redirect to object storage (without credentials). */
+  async function getBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<UpstreamResponse> {
+    let up = await call(req, res, { method: 'GET', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
+    for (let hops = 0; hops < 3 && REDIRECTS.has(up.status); hops++) {
+      const location = header(up.headers, 'location');
+      if (location === undefined) break;
+      const target = new URL(location, config.upstream);
+      const sameHost = target.origin === config.upstream.origin;
+      up = sameHost
+        ? await call(req, res, { method: 'GET', path: target.pathname + target.search, headers: clientHeaders(req) })
+        : await upstream.fetchElsewhere(target, config.maxManifestBytes);
+    }
+    return up;
+  }
+
+  return { call, clientHeaders, sendUpstream, sendIndex, getBlob };
+}
