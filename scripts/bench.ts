@@ -124,8 +124,10 @@ process.on('exit', () => {
   for (const proc of procs) killGroup(proc, 'SIGKILL');
   if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
 });
+let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(signal, () => {
+    interrupted = true;
     progress(`${signal}: stopping everything`);
     cleanup().finally(() => process.exit(128 + os.constants.signals[signal]));
   });
@@ -550,6 +552,8 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (err) {
+  // After Ctrl-C the requests in flight fail as their servers stop: not worth reporting.
+  if (interrupted) await new Promise(() => {}); // the signal handler exits once cleanup is done
   process.stderr.write(`[bench] failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   for (const proc of procs) {
     if (proc.exited) process.stderr.write(`[bench] ${proc.name} had exited; its log:\n${logTail(proc)}\n`);
