@@ -25,7 +25,7 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
     .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))
-    .addOption(new Option('--gc-pacer-threshold <size>', 'collect dead socket buffers past this size; 0 leaves it to V8 (default 20MiB)').env('REGSHIM_GC_PACER_THRESHOLD'));
+    .addOption(new Option('--gc-pacer-threshold <size>', 'collect dead socket buffers past this size; 0 leaves it to V8 (default 16MiB)').env('REGSHIM_GC_PACER_THRESHOLD'));
 }
 
 async function serve(raw: RawConfig): Promise<void> {

@@ -57,7 +57,7 @@ export const DEFAULTS = {
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
-  gcPacerBytes: 20 * 1024 * 1024,
+  gcPacerBytes: 16 * 1024 * 1024,
 };
 
 // RFC 6838 "type/subtype" with its restricted-name characters.
