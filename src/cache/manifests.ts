@@ -199,11 +199,12 @@ export function createManifestHandlers(deps: ManifestDeps) {
   }
 
   async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, index: CacheIndex): Promise<void> {
-    const indexDigest = isDigest(reference) ? digestAs(reference, body) : sha256(body);
+    const converted = toImageManifest(index, body, config.indexMediaType);
+    // The conversion already hashed the body (sha256); a PUT by digest may name another algorithm.
+    const indexDigest = isDigest(reference) ? digestAs(reference, body) : converted.indexBlob.digest;
     if (isDigest(reference) && indexDigest !== reference) {
       throw new OciError('DIGEST_INVALID', 'the manifest body does not match the digest in the URL', { reference, actual: indexDigest });
     }
-    const converted = toImageManifest(index, body, config.indexMediaType);
     const reqId = contextOf(req)?.id;
     const logFields = { reqId, repo: name, ref: reference, indexDigest, manifestDigest: converted.digest, descriptors: index.manifests.length };
     for (const problem of importLimitProblems(index, body, converted)) {
