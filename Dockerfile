@@ -20,4 +20,5 @@ USER node
 EXPOSE 5000
 ENV REGSHIM_LISTEN=0.0.0.0:5000
 HEALTHCHECK --interval=30s --timeout=3s CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "bin/regshim.js"]
+# The bin's shebang sets the memory tuning streaming needs (README, Performance).
+ENTRYPOINT ["/app/bin/regshim.js"]

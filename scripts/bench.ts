@@ -449,10 +449,10 @@ async function main(): Promise<void> {
   const nginx = startProc('nginx', 'nginx', ['-p', nginxDir, '-c', path.join(nginxDir, 'nginx.conf'), '-g', 'daemon off;'], tmpDir);
   await waitReady(nginx, `${bases.nginx}/v2/`);
 
-  // process.execPath is Node 24 itself (npm puts node@24 first on PATH), not a wrapper,
-  // so its pid is the one whose memory is measured.
-  const regshim = startProc('regshim', process.execPath, [
-    path.join(ROOT, 'bin/regshim.js'),
+  // Started the way users start it: through the bin's shebang, which sets the memory tuning
+  // (README, Performance) and execs the node on PATH (npm puts node@24 first), so the pid
+  // is the one whose memory is measured.
+  const regshim = startProc('regshim', path.join(ROOT, 'bin/regshim.js'), [
     '--upstream', bases.direct,
     '--listen', `127.0.0.1:${shimPort}`,
     '--log-level', 'warn',

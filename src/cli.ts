@@ -6,7 +6,6 @@ import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/co
 import { classifyManifest } from './cache/detect.js';
 import { ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
-import { startGcPacer } from './passthrough/gc-pacer.js';
 import { createServer } from './server.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -24,18 +23,15 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
-    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))
-    .addOption(new Option('--gc-pacer-threshold <size>', 'collect dead socket buffers past this size; 0 leaves it to V8 (default 16MiB)').env('REGSHIM_GC_PACER_THRESHOLD'));
+    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'));
 }
 
 async function serve(raw: RawConfig): Promise<void> {
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
   const shim = createServer(config);
   await shim.listen();
-  const pacer = config.gcPacerBytes > 0 ? startGcPacer(config.gcPacerBytes) : undefined;
-  if (config.gcPacerBytes > 0 && !pacer) shim.log.warn('cannot pace garbage collection: expect higher peak memory while streaming');
   const stop = (signal: string) => {
-    shim.log.info({ signal, gcCollections: pacer?.collections }, 'shutting down');
+    shim.log.info({ signal }, 'shutting down');
     shim.close().then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));

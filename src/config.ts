@@ -25,8 +25,6 @@ export interface Config {
   readonly upstreamTimeoutMs: number;
   /** A client connection silent for this long is closed. */
   readonly clientIdleTimeoutMs: number;
-  /** Dead socket buffers past this many bytes trigger a collection; 0 leaves it to V8. */
-  readonly gcPacerBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -46,7 +44,6 @@ export interface RawConfig {
   indexMediaType?: string | undefined;
   upstreamTimeout?: string | undefined;
   clientIdleTimeout?: string | undefined;
-  gcPacerThreshold?: string | undefined;
 }
 
 export const DEFAULTS = {
@@ -57,7 +54,6 @@ export const DEFAULTS = {
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
-  gcPacerBytes: 16 * 1024 * 1024,
 };
 
 // RFC 6838 "type/subtype" with its restricted-name characters.
@@ -94,7 +90,6 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     indexMediaType,
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
-    gcPacerBytes: raw.gcPacerThreshold?.trim() === '0' ? 0 : parseBytes('--gc-pacer-threshold', raw.gcPacerThreshold, DEFAULTS.gcPacerBytes),
   });
 }
 

@@ -18,8 +18,8 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const NS = 'clients';
 const GiB = 1024 * MiB;
-// The bound. Node 24 alone would not keep it: dead socket ArrayBuffers pile up to
-// ~100 MiB before V8 collects them; regshim's GC pacer (src/passthrough/gc-pacer.ts) does.
+// The bound. Node 24 with its defaults would not keep it (173-207 MiB measured):
+// regshim is started through its bin, whose shebang sets the memory tuning (README, Performance).
 const PEAK_RSS_LIMIT = 150 * MiB;
 
 const cleanup = new Cleanup();

@@ -66,6 +66,18 @@ describe('regshim serve', () => {
     // debug level: health checks are logged too
     expect(lines.some((l) => l.msg === 'request' && l.level === 20)).toBe(true);
   });
+
+  it('started as a command, runs on Node 24 with the memory tuning of its shebang', async () => {
+    const registry = await cleanup.track(startRegistry());
+    const proc = await cleanup.track(startShimProcess(registry.url));
+    // env execs node in place, so the pid is node's own.
+    const argv = readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8').split('\0');
+    const environ = readFileSync(`/proc/${proc.pid}/environ`, 'utf8').split('\0');
+    expect(argv).toContain('--max-semi-space-size=1');
+    expect(environ).toEqual(expect.arrayContaining(['MALLOC_ARENA_MAX=2', 'MALLOC_TRIM_THRESHOLD_=67108864']));
+    const version = await runCommand(argv[0] as string, ['--version']);
+    expect(version.stdout).toMatch(/^v24\./);
+  });
 });
 
 describe('regshim convert and inspect', () => {

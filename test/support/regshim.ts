@@ -42,8 +42,9 @@ export async function startShimProcess(upstream: string, extraArgs: string[] = [
   const url = `http://127.0.0.1:${port}`;
   const proc = await startReady(
     {
-      cmd: process.execPath,
-      args: [join(repoRoot, 'bin', 'regshim.js'), '--upstream', upstream, '--listen', `127.0.0.1:${port}`, ...extraArgs],
+      // Started through its shebang, which sets the memory tuning (README, Performance).
+      cmd: join(repoRoot, 'bin', 'regshim.js'),
+      args: ['--upstream', upstream, '--listen', `127.0.0.1:${port}`, ...extraArgs],
       logFile,
       env: { ...process.env, REGSHIM_LOG_LEVEL: 'info' },
     },

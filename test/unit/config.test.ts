@@ -23,8 +23,6 @@ describe('parseConfig', () => {
     [{ upstreamTimeout: '0.5' }, 'upstreamTimeoutMs', 500],
     [{ clientIdleTimeout: '30' }, 'clientIdleTimeoutMs', 30_000],
     [{ logLevel: 'debug' }, 'logLevel', 'debug'],
-    [{ gcPacerThreshold: '0' }, 'gcPacerBytes', 0],
-    [{ gcPacerThreshold: '32MiB' }, 'gcPacerBytes', 32 * 1024 * 1024],
     [{ indexMediaType: 'application/vnd.gitlab.cache+json' }, 'indexMediaType', 'application/vnd.gitlab.cache+json'],
   ])('reads %j', (raw, key, value) => {
     expect(parseConfig({ upstream: 'http://127.0.0.1:5001', ...raw })[key as keyof ReturnType<typeof parseConfig>]).toEqual(value);
