@@ -3,9 +3,9 @@
 // arrive intact on keep-alive sockets, under back-pressure, side by side, and cut short.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReusedReadBufferAgent } from '../../src/passthrough/proxy.js';
+import { closeServer, listenOnLoopback } from '../support/local-server.js';
 
 const sha256 = (data: Buffer | Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
@@ -39,15 +39,11 @@ describe('ReusedReadBufferAgent', () => {
       else writeInPieces(res, body);
     });
     server.on('connection', () => connections++);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as AddressInfo).port;
+    port = await listenOnLoopback(server);
     for (const size of [1, 100, 65_535, 65_536, 65_537, 200_001, 3 * 1024 * 1024 + 7]) bodies.set(`/b${size}`, randomBytes(size));
   });
 
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  afterAll(() => closeServer(server));
 
   const get = (agent: http.Agent, path: string, method = 'GET', slow = false) =>
     new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; complete: boolean }>((resolve, reject) => {

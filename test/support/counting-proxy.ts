@@ -1,7 +1,7 @@
 // An instrumented wire between regshim and the real registry: it forwards every request
 // unchanged (Host too, so the registry's URLs name the wire) and records it, so tests can assert exact upstream request counts.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenOnLoopback } from './local-server.js';
 
 export interface Recorded {
   method: string;
@@ -33,8 +33,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   let mark = 0;
   return {
     url: `http://127.0.0.1:${port}`,
@@ -44,11 +43,9 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
       mark = requests.length;
       return out;
     },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        agent.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    stop: () => {
+      agent.destroy();
+      return closeServer(server);
+    },
   };
 }

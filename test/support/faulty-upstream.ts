@@ -1,7 +1,7 @@
 // SIMULATION, not a registry: faults the real registry cannot be made to produce on cue
 // (dying mid-body, never answering). Each behaviour is chosen per request path.
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { closeServer, listenOnLoopback } from './local-server.js';
 
 export type Fault =
   /** Headers and half the body, then the connection is destroyed. */
@@ -17,7 +17,6 @@ export interface FaultyUpstream {
 }
 
 export async function startFaultyUpstream(faults: Record<string, Fault>): Promise<FaultyUpstream> {
-  const sockets = new Set<Socket>();
   const closedAt = new Map<string, Promise<number>>();
   const server = http.createServer((req, res) => {
     const path = req.url?.split('?')[0] ?? '';
@@ -35,12 +34,7 @@ export async function startFaultyUpstream(faults: Record<string, Fault>): Promis
     res.writeHead(200, { 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' });
     res.end('{}');
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     closed: async (path) => {
@@ -49,10 +43,6 @@ export async function startFaultyUpstream(faults: Record<string, Fault>): Promis
       if (!p) throw new Error(`no request for ${path} reached the simulated upstream`);
       return p;
     },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    stop: () => closeServer(server),
   };
 }

@@ -3,7 +3,7 @@
 // sits in front of the real registry; its "object store" listens on another loopback
 // host (127.0.0.2) and serves the bytes from the registry.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenOnLoopback } from './local-server.js';
 
 export interface RedirectingGate {
   url: string;
@@ -31,8 +31,7 @@ export async function startRedirectingGate(target: string, mode: 'presigned' | '
     storeHits.push({ path, authorization: req.headers.authorization !== undefined });
     pipeTo(req, res, path, { host: targetUrl.host });
   });
-  await new Promise<void>((resolve) => store.listen(0, '127.0.0.2', resolve));
-  const storePort = (store.address() as AddressInfo).port;
+  const storePort = await listenOnLoopback(store, '127.0.0.2');
 
   const gate = http.createServer((req, res) => {
     const path = req.url ?? '';
@@ -48,20 +47,14 @@ export async function startRedirectingGate(target: string, mode: 'presigned' | '
     }
     pipeTo(req, res, path, req.headers);
   });
-  await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
-  const { port } = gate.address() as AddressInfo;
-  const close = (s: http.Server) =>
-    new Promise<void>((resolve) => {
-      s.closeAllConnections();
-      s.close(() => resolve());
-    });
+  const port = await listenOnLoopback(gate);
   return {
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     storeHits,
     stop: async () => {
       agent.destroy();
-      await Promise.all([close(gate), close(store)]);
+      await Promise.all([closeServer(gate), closeServer(store)]);
     },
   };
 }
