@@ -23,7 +23,14 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
-    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'));
+    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))
+    .addOption(new Option('--max-manifest-bytes-in-flight <size>', 'manifest bytes held at once over all requests; more PUTs wait (default 64MiB)').env('REGSHIM_MAX_MANIFEST_BYTES_IN_FLIGHT'))
+    .addOption(new Option('--manifest-queue-timeout <seconds>', 'how long a manifest PUT waits for room before 503 (default 30)').env('REGSHIM_MANIFEST_QUEUE_TIMEOUT'))
+    .addOption(new Option('--upstream-connections <n>', 'upstream connections per pool (streams; own calls); excess requests queue (default 64)').env('REGSHIM_UPSTREAM_CONNECTIONS'))
+    .addOption(new Option('--max-client-connections <n>', 'client connections held at once (default 1024)').env('REGSHIM_MAX_CLIENT_CONNECTIONS'))
+    .addOption(new Option('--client-header-timeout <seconds>', 'a client must send its request head within this long (default 60)').env('REGSHIM_CLIENT_HEADER_TIMEOUT'))
+    .addOption(new Option('--max-header-bytes <size>', 'largest request head; larger gets 431 (default 16KiB)').env('REGSHIM_MAX_HEADER_BYTES'))
+    .addOption(new Option('--max-header-count <n>', 'most request header fields; more get 431 (default 100)').env('REGSHIM_MAX_HEADER_COUNT'));
 }
 
 async function serve(raw: RawConfig): Promise<void> {

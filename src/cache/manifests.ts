@@ -11,7 +11,7 @@ import { accepts, parseAccept, withType } from '../registry/accept.js';
 import { OciError } from '../registry/errors.js';
 import { DOCKER_LIST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
-import { type Headers, type Upstream, type UpstreamResponse, forwardedRequestHeaders, header } from '../registry/upstream.js';
+import { type Headers, type Upstream, type UpstreamResponse, forwardedRequestHeaders, header, resolveLocation } from '../registry/upstream.js';
 import { digestAs, importLimitProblems, readConvertedManifest, registryLimitProblems, restoreIndex, sha256, toImageManifest } from './convert.js';
 import { type CacheIndex, classifyManifest } from './detect.js';
 import type { DigestMap, KnownIndex, KnownManifest } from './digest-map.js';
@@ -186,7 +186,7 @@ export function createManifestHandlers(deps: ManifestDeps) {
     const post = await call(req, res, { method: 'POST', path: `/v2/${name}/blobs/uploads/`, headers: clientHeaders(req, { 'content-length': '0' }) });
     const location = header(post.headers, 'location');
     if (post.status !== 202 || location === undefined) return post;
-    const url = new URL(location, config.upstream);
+    const url = resolveLocation(location, config.upstream);
     url.searchParams.set('digest', digest);
     const put = await call(req, res, {
       method: 'PUT',

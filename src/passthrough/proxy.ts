@@ -9,6 +9,7 @@ import { addUpstreamTime } from '../observability/access-log.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { OciError, sendOciError } from '../registry/errors.js';
+import { NOT_FORWARDED } from '../registry/upstream.js';
 import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
 
 export interface Passthrough {
@@ -17,11 +18,14 @@ export interface Passthrough {
 }
 
 const TIMEOUT = 'UPSTREAM_TIMEOUT';
+// What an ingress says about the client's side stays with regshim (registry/upstream.ts).
+const FORWARDING_HEADERS = [...NOT_FORWARDED].filter((h) => h === 'forwarded' || h.startsWith('x-'));
 
 export function createPassthrough(config: Config, log: Logger, metrics: Metrics): Passthrough {
   const tlsUpstream = config.upstream.protocol === 'https:';
   // Keep-alive: a connection per request costs a third of the small-request rate.
-  const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, scheduling: 'lifo' as const };
+  // Bounded: excess requests queue in the agent instead of opening a connection each.
+  const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, scheduling: 'lifo' as const, maxSockets: config.upstreamConnections };
   const agent = tlsUpstream
     ? new https.Agent({ ...agentOptions, ...(config.upstreamCa ? { ca: config.upstreamCa } : {}) })
     : new ReusedReadBufferAgent(agentOptions);
@@ -37,6 +41,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   const fallbackHost = `${config.listenHost}:${config.listenPort}`;
 
   proxy.on('proxyReq', (proxyReq, req) => {
+    for (const name of FORWARDING_HEADERS) proxyReq.removeHeader(name);
     const started = performance.now();
     proxyReq.once('response', () => addUpstreamTime(req, performance.now() - started));
     // An idle upstream, before or during the body, fails the request instead of hanging it.
@@ -65,7 +70,9 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
     const oci = code === TIMEOUT
       ? new OciError('UPSTREAM_TIMEOUT', `the upstream registry ${config.upstream.origin} did not answer in time`)
       : new OciError('UPSTREAM_UNREACHABLE', `the upstream registry ${config.upstream.origin} cannot be reached`, { cause: code });
-    sendOciError(res, oci, req.method);
+    // The client may still be sending a body nobody reads: close once it has the answer.
+    if (!req.complete) res.shouldKeepAlive = false;
+    sendOciError(res, oci, req.method, req.complete ? {} : { connection: 'close' });
   });
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
