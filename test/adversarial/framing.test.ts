@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBlob, sha256 } from '../support/blobs.js';
+import { pushBlob } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type CountingProxy, startCountingProxy } from '../support/counting-proxy.js';
 import { parseResponses, rawExchange } from '../support/raw-http.js';
