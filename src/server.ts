@@ -179,9 +179,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
       socket.destroy();
       return;
     }
-    socket.end(rawOciError(err.code === 'HPE_HEADER_OVERFLOW'
-      ? new OciError('HEADERS_TOO_LARGE', `request heads are limited to ${config.maxHeaderBytes} bytes and ${config.maxHeaderCount} fields (--max-header-bytes, --max-header-count)`)
-      : new OciError('REQUEST_INVALID', 'the request is not well-formed HTTP/1.1', { parser: err.code })));
+    socket.end(rawOciError(clientErrorOf(err.code, config)));
   });
 
   let closing: Promise<void> | undefined;
@@ -215,6 +213,17 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     passthrough.close();
     await upstream.close();
   }
+}
+
+/** What Node's parser reported about a request, as the error the client gets. */
+function clientErrorOf(code: string | undefined, config: Config): OciError {
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return new OciError('HEADERS_TOO_LARGE', `request heads are limited to ${config.maxHeaderBytes} bytes and ${config.maxHeaderCount} fields (--max-header-bytes, --max-header-count)`);
+  }
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return new OciError('REQUEST_TIMEOUT', `the request head did not arrive within ${config.clientHeaderTimeoutMs / 1000} s (--client-header-timeout)`);
+  }
+  return new OciError('REQUEST_INVALID', 'the request is not well-formed HTTP/1.1', { parser: code });
 }
 
 /** An OCI error as a whole HTTP/1.1 response, for a socket that has no response object. */

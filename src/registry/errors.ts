@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 
 /**
  * Every error regshim itself answers with, and its one status. The distribution-spec
- * codes keep their meaning; REQUEST_INVALID, NOT_FOUND, MANIFEST_TOO_LARGE, HEADERS_TOO_LARGE
+ * codes keep their meaning; REQUEST_INVALID, NOT_FOUND, REQUEST_TIMEOUT, MANIFEST_TOO_LARGE, HEADERS_TOO_LARGE
  * and UPSTREAM_* are regshim's own, for failures the spec has no code for. Errors from the upstream never go through here:
  * they pass back unchanged.
  */
@@ -15,6 +15,7 @@ const STATUS = {
   MANIFEST_UNKNOWN: 404,
   NAME_UNKNOWN: 404,
   NOT_FOUND: 404,
+  REQUEST_TIMEOUT: 408,
   MANIFEST_TOO_LARGE: 413,
   HEADERS_TOO_LARGE: 431,
   UNKNOWN: 500,
