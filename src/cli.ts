@@ -43,6 +43,14 @@ async function serve(raw: RawConfig): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // Every request path catches its own errors (tests send what attackers send); these are
+  // the last line. A lost promise leaves no state behind: log it and go on. An exception
+  // may have: finish what is in flight and exit, for the supervisor to restart.
+  process.on('unhandledRejection', (reason) => shim.log.error({ err: reason }, 'unhandled promise rejection'));
+  process.once('uncaughtException', (err) => {
+    shim.log.fatal({ err }, 'uncaught exception: shutting down');
+    shim.close().finally(() => process.exit(1));
+  });
 }
 
 /** `regshim convert <file>`: the image manifest regshim would store for a cache index file. */

@@ -40,8 +40,12 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   const tlsClients = config.tlsCert !== undefined;
   const fallbackHost = `${config.listenHost}:${config.listenPort}`;
 
+  // The origin each client used, read before its forwarding headers are removed.
+  const origins = new WeakMap<IncomingMessage, string>();
+
+  // No header changes here: a request queued for a free upstream connection has already
+  // sent its headers when this runs, and changing them then throws.
   proxy.on('proxyReq', (proxyReq, req) => {
-    for (const name of FORWARDING_HEADERS) proxyReq.removeHeader(name);
     const started = performance.now();
     proxyReq.once('response', () => addUpstreamTime(req, performance.now() - started));
     // An idle upstream, before or during the body, fails the request instead of hanging it.
@@ -51,7 +55,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
-    rewriteResponseHeaders(proxyRes.headers, config.upstream, publicOrigin(req.headers, tlsClients, fallbackHost));
+    rewriteResponseHeaders(proxyRes.headers, config.upstream, origins.get(req) ?? publicOrigin(req.headers, tlsClients, fallbackHost));
     // An upstream that dies mid-body: end the client's response at once, don't let it hang.
     proxyRes.once('close', () => {
       if (!proxyRes.complete) res.destroy();
@@ -76,6 +80,8 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   });
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    origins.set(req, publicOrigin(req.headers, tlsClients, fallbackHost));
+    for (const name of FORWARDING_HEADERS) delete req.headers[name];
     // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
     delete req.headers.expect;
     proxy.web(req, res);
