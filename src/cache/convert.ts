@@ -128,6 +128,11 @@ function tryRebuild(manifestBytes: Uint8Array): Buffer | undefined {
   const ref = readConvertedManifest(manifestBytes);
   if (!ref) return undefined;
   const doc = JSON.parse(Buffer.from(manifestBytes.buffer, manifestBytes.byteOffset, manifestBytes.byteLength).toString('utf8')) as ImageManifest;
+  return rebuildFromManifest(doc, ref);
+}
+
+/** rebuildIndex for a manifest already parsed (or just made by toImageManifest). */
+export function rebuildFromManifest(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: IndexReference): Buffer | undefined {
   const layers = doc.layers.filter((l) => l.digest !== ref.indexDigest);
   const attempts = [layers];
   // A Docker list's layer types became OCI ones in the manifest; try them back as Docker's.

@@ -45,21 +45,27 @@ export class DigestMap {
   // the LRU so that an entry set meanwhile (a push finishing) never cancels a load in flight.
   private readonly loading = new Map<string, Promise<KnownIndex | KnownManifest>>();
 
-  constructor(maxBytes: number, private readonly events: DigestMapEvents) {
+  constructor(
+    maxBytes: number,
+    private readonly events: DigestMapEvents,
+    private readonly maxIndexBytes = 1 << 20,
+  ) {
     this.lru = new LRUCache<string, Entry>({
       maxSize: maxBytes,
       sizeCalculation: (entry) => ENTRY_OVERHEAD + (entry.kind === 'index' ? entry.bytes.length : 0),
     });
   }
 
-  /** Records a conversion: the index by its digest, the manifest by its own. */
+  /**
+   * Records a conversion: the index by its digest, the manifest by its own. An index larger
+   * than `maxIndexBytes` keeps only its pointer: BuildKit cannot import one over 1 MiB anyway,
+   * and a few of them would push every useful entry out.
+   */
   remember(index: KnownIndex): void {
-    this.lru.set(index.indexDigest, index);
-    this.lru.set(index.manifestDigest, {
-      kind: 'converted',
-      ref: { indexDigest: index.indexDigest, indexMediaType: index.mediaType, indexSize: index.bytes.length },
-      rebuildable: index.rebuildable,
-    });
+    const ref = { indexDigest: index.indexDigest, indexMediaType: index.mediaType, indexSize: index.bytes.length };
+    if (index.bytes.length <= this.maxIndexBytes) this.lru.set(index.indexDigest, index);
+    else this.lru.set(index.indexDigest, { kind: 'pointer', manifestDigest: index.manifestDigest, ref, rebuildable: index.rebuildable });
+    this.lru.set(index.manifestDigest, { kind: 'converted', ref, rebuildable: index.rebuildable });
   }
 
   forget(...digests: string[]): void {
@@ -79,7 +85,7 @@ export class DigestMap {
     if (known) return known;
     const loaded = await this.once(digest, load);
     if (loaded.kind !== 'index') throw new Error(`digest ${digest} is not an index`);
-    this.remember(loaded);
+    if (this.lru.peek(digest)?.kind !== 'index') this.remember(loaded);
     return loaded;
   }
 
