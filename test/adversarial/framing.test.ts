@@ -56,6 +56,22 @@ describe('smuggling shapes are refused before anything reaches the upstream', ()
   });
 });
 
+describe('odd but harmless requests are answered, and the process lives', () => {
+  it.each([
+    ['HTTP/1.0 without Host', 'GET /v2/ HTTP/1.0\r\n\r\n', 200],
+    ['an Upgrade request', 'GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n', 200],
+    ['h2c upgrade', 'GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n', 200],
+    ['a request line longer than the head limit', `GET /v2/${'a'.repeat(5000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431],
+    ['a NUL in a header value', 'GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: a\u0000b\r\n\r\n', 400],
+    ['an unknown method', 'BREW /v2/ HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+    ['HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 400],
+  ])('%s: %d', async (_name, request, status) => {
+    const res = await rawExchange(shim.url, request, { responses: 1 });
+    expect(parseResponses(res.bytes)[0]?.status).toBe(status);
+    expect(await isHealthy(shim.url)).toBe(true);
+  });
+});
+
 describe('pipelining', () => {
   it('answers pipelined requests in order', async () => {
     const res = await rawExchange(shim.url, head(['GET /v2/ HTTP/1.1', 'Host: x']) + head(['GET /v2/nope/x/tags/list HTTP/1.1', 'Host: x', 'Connection: close']));
