@@ -104,10 +104,9 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (refuseBodyOnDelete(req, res)) return;
     if (route.kind !== 'manifest') return proceed(req, res, passthrough);
     if (req.method !== 'PUT') return proceed(req, res, app);
-    admission.admit(req, res).then(
-      (admitted) => admitted && proceed(req, res, app),
-      (err: unknown) => fail(req, res, err),
-    );
+    admission.admit(req, res)
+      .then((admitted) => admitted && proceed(req, res, app))
+      .catch((err: unknown) => fail(req, res, err));
   }
 
   /** Hands the request on, with the `100 Continue` that a client may be waiting for. */

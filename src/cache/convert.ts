@@ -3,7 +3,8 @@
 // cacheconfig, layers = the cache blobs), plus one layer of regshim's own that holds the
 // exact bytes of the original index, so the index can be served back byte for byte.
 import { createHash } from 'node:crypto';
-import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, DOCKER_TO_OCI_LAYER, OCI_MANIFEST } from '../registry/media-types.js';
+import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, DOCKER_TO_OCI_LAYER, INDEX_TYPES, OCI_MANIFEST } from '../registry/media-types.js';
+import { isVerifiableDigest } from '../registry/routes.js';
 import { type CacheIndex, type Descriptor, isObject } from './detect.js';
 import { goMarshal } from './go-json.js';
 
@@ -104,7 +105,9 @@ export function readConvertedManifest(bytes: Uint8Array): IndexReference | undef
   if (!isObject(doc.annotations) || !Array.isArray(doc.layers)) return undefined;
   const indexDigest = doc.annotations[INDEX_DIGEST_ANNOTATION];
   const indexMediaType = doc.annotations[INDEX_MEDIA_TYPE_ANNOTATION];
-  if (typeof indexDigest !== 'string' || typeof indexMediaType !== 'string') return undefined;
+  // They become response headers: a manifest written by hand must not make them invalid.
+  if (typeof indexDigest !== 'string' || !isVerifiableDigest(indexDigest)) return undefined;
+  if (typeof indexMediaType !== 'string' || !INDEX_TYPES.has(indexMediaType)) return undefined;
   const layer: unknown = doc.layers.find((l: unknown) => isObject(l) && l.digest === indexDigest);
   if (!isObject(layer) || !Number.isSafeInteger(layer.size)) return undefined;
   return { indexDigest, indexMediaType, indexSize: layer.size as number };

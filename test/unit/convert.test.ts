@@ -93,6 +93,17 @@ describe('readConvertedManifest', () => {
     const tampered = { ...converted.manifest, layers: converted.manifest.layers.slice(0, -1) };
     expect(readConvertedManifest(Buffer.from(JSON.stringify(tampered)))).toBeUndefined();
   });
+
+  it.each([
+    [INDEX_MEDIA_TYPE_ANNOTATION, 'text/html\r\nX-Injected: 1'],
+    [INDEX_MEDIA_TYPE_ANNOTATION, 'application/vnd.oci.image.manifest.v1+json'],
+    [INDEX_DIGEST_ANNOTATION, 'sha256:not-hex\r\n'],
+  ])('ignores a manifest whose %s is %j (it would become a response header)', (annotation, value) => {
+    const bytes = fixture('index.json');
+    const converted = toImageManifest(parseCache(bytes), bytes, OWN);
+    const tampered = { ...converted.manifest, annotations: { ...converted.manifest.annotations, [annotation]: value } };
+    expect(readConvertedManifest(Buffer.from(JSON.stringify(tampered)))).toBeUndefined();
+  });
 });
 
 describe('restoreIndex', () => {
