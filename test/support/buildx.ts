@@ -1,0 +1,127 @@
+// dockerd 26.1.5 and its BuildKit v0.13.2, with the buildx 0.13.1 CLI plugin and containerd
+// 1.7, all from Debian trixie's packages, extracted (not installed) by scripts/ensure-deps.sh.
+// The docker driver exports registry caches only with the containerd image store, hence
+// containerd 1.7 and `containerd-snapshotter`. RUN steps use the machine's runc (bookworm's).
+import { symlink, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Containerd, startContainerd } from './containerd.js';
+import { type Dockerd, startEngine, testCacheDir } from './dockerd.js';
+import type { RunOptions, RunResult } from './processes.js';
+
+export interface Buildx {
+  /** `docker buildx <args>` against this daemon; never throws on a non-zero exit. */
+  buildx(args: string[], opts?: RunOptions): Promise<RunResult>;
+  /**
+   * `docker buildx build` of `ctx` as image `app:t` with the `--progress=rawjson` stream on
+   * stderr. `--network host`: with `--bridge=none` there is no default network for RUN.
+   */
+  build(ctx: string, args: string[]): Promise<RunResult>;
+  /** Drops the build cache and the image, so only a remote cache can make steps cached. */
+  forgetLocal(): Promise<void>;
+  docker: Dockerd['docker'];
+  dockerdLog: string;
+  stop(): Promise<void>;
+}
+
+export function trixieDir(): string {
+  return join(testCacheDir(), 'trixie', 'root');
+}
+
+/** A static binary for RUN steps in a FROM scratch build. */
+export function tiniStatic(): string {
+  return join(trixieDir(), 'usr', 'bin', 'tini-static');
+}
+
+/** Starts containerd 1.7 and dockerd 26 in temp folders; stop() ends both and unmounts what they mounted. */
+export async function startBuildx(): Promise<Buildx> {
+  const pkg = trixieDir();
+  const steps: { stop(): Promise<void> }[] = [];
+  const stopAll = async (): Promise<void> => {
+    const errors: unknown[] = [];
+    for (const s of steps.splice(0).reverse()) await s.stop().catch((err: unknown) => errors.push(err));
+    if (errors.length > 0) throw errors[0];
+  };
+  try {
+    const ctrd: Containerd = await startContainerd({
+      binDir: join(pkg, 'usr', 'bin'),
+      // Snapshotters this machine has no use for, and whose probes only log errors.
+      disabledPlugins: ['btrfs', 'zfs', 'devmapper', 'aufs'].map((s) => `io.containerd.snapshotter.v1.${s}`),
+    });
+    steps.push(ctrd);
+    const dockerd = await startEngine({
+      pkgDir: pkg,
+      containerdSock: ctrd.sock,
+      // dockerd 26 has no --feature flag; the image store is a daemon.json feature.
+      daemonConfig: { 'storage-driver': 'overlayfs', 'userland-proxy': false, features: { 'containerd-snapshotter': true } },
+    });
+    steps.push(dockerd);
+    await mkdir(join(dockerd.clientDir, 'cli-plugins'));
+    await symlink(join(pkg, 'usr', 'libexec', 'docker', 'cli-plugins', 'docker-buildx'), join(dockerd.clientDir, 'cli-plugins', 'docker-buildx'));
+    const buildx = (args: string[], opts?: RunOptions): Promise<RunResult> => dockerd.docker(['buildx', ...args], opts);
+    return {
+      buildx,
+      build: (ctx, args) => buildx(['build', '--network', 'host', '--progress=rawjson', '-t', 'app:t', ...args, ctx]),
+      forgetLocal: async () => {
+        for (const args of [['builder', 'prune', '-af'], ['image', 'rm', '-f', 'app:t']]) {
+          const r = await dockerd.docker(args);
+          if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+        }
+      },
+      docker: dockerd.docker,
+      dockerdLog: dockerd.logFile,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+export interface Vertex {
+  name: string;
+  cached: boolean;
+}
+
+/**
+ * The build steps (`[stage n/m] ...`) and whether each ended cached, from the
+ * `--progress=rawjson` stream: JSON status objects, one after another. The plain printer
+ * is not used: it sometimes shows a cached last step as blob downloads and DONE.
+ */
+export function buildSteps(rawjson: string): Vertex[] {
+  const steps = new Map<string, Vertex>();
+  for (const status of jsonObjects(rawjson)) {
+    const vertexes = (status as { vertexes?: { digest: string; name?: string; cached?: boolean }[] }).vertexes ?? [];
+    for (const v of vertexes) {
+      if (!v.name?.startsWith('[')) continue;
+      const prev = steps.get(v.digest);
+      steps.set(v.digest, { name: v.name, cached: (prev?.cached ?? false) || v.cached === true });
+    }
+  }
+  return [...steps.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The names of the cached steps, sorted. */
+export function cachedStepNames(rawjson: string): string[] {
+  return buildSteps(rawjson).filter((s) => s.cached).map((s) => s.name);
+}
+
+/** Splits a stream of concatenated JSON values at their top-level ends. */
+function jsonObjects(text: string): unknown[] {
+  const out: unknown[] = [];
+  let depth = 0;
+  let inString = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{') {
+      if (depth++ === 0) start = i;
+    } else if (c === '}' && --depth === 0) {
+      out.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  return out;
+}
