@@ -12,11 +12,12 @@ export interface Buildx {
   /** `docker buildx <args>` against this daemon; never throws on a non-zero exit. */
   buildx(args: string[], opts?: RunOptions): Promise<RunResult>;
   /**
-   * `docker buildx build` of `ctx` as image `app:t` with the `--progress=rawjson` stream on
-   * stderr. `--network host`: with `--bridge=none` there is no default network for RUN.
+   * `docker buildx build` of `ctx` (as image `app:t` unless `args` name a `-t`) with the
+   * `--progress=rawjson` stream on stderr. `--network host`: with `--bridge=none` there is
+   * no default network for RUN.
    */
   build(ctx: string, args: string[]): Promise<RunResult>;
-  /** Drops the build cache and the image, so only a remote cache can make steps cached. */
+  /** Drops the build cache and every image, so only a remote cache can make steps cached. */
   forgetLocal(): Promise<void>;
   docker: Dockerd['docker'];
   dockerdLog: string;
@@ -60,9 +61,9 @@ export async function startBuildx(): Promise<Buildx> {
     const buildx = (args: string[], opts?: RunOptions): Promise<RunResult> => dockerd.docker(['buildx', ...args], opts);
     return {
       buildx,
-      build: (ctx, args) => buildx(['build', '--network', 'host', '--progress=rawjson', '-t', 'app:t', ...args, ctx]),
+      build: (ctx, args) => buildx(['build', '--network', 'host', '--progress=rawjson', ...(args.includes('-t') ? [] : ['-t', 'app:t']), ...args, ctx]),
       forgetLocal: async () => {
-        for (const args of [['builder', 'prune', '-af'], ['image', 'rm', '-f', 'app:t']]) {
+        for (const args of [['builder', 'prune', '-af'], ['image', 'prune', '-af']]) {
           const r = await dockerd.docker(args);
           if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
         }

@@ -1,0 +1,160 @@
+// BuildKit 0.13's caches through regshim, read by others and under load: dockerd 20.10's
+// BuildKit 0.8 imports them, two builds export to one tag at once, an image carries an
+// inline cache, and the registry's garbage collection keeps every blob a cache needs.
+// Each against the real registry and against the strict-registry simulation in front of it.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getManifest } from '../support/blobs.js';
+import { ALL_STEPS, STEPS, writeBuildContext } from '../support/build-context.js';
+import { cachedStepNames, tiniStatic } from '../support/buildx.js';
+import { type CacheBed, UPSTREAMS, requestsSince, startCacheBed } from '../support/cache-bed.js';
+import { Cleanup } from '../support/cleanup.js';
+import { startContainerd } from '../support/containerd.js';
+import { type Dockerd, cachedSteps, startDockerd } from '../support/dockerd.js';
+import { startShim } from '../support/regshim.js';
+
+const cleanup = new Cleanup();
+let bed: CacheBed;
+/** The same build with another notes.txt: its last step differs, the other five do not. */
+let otherCtx: string;
+
+beforeAll(async () => {
+  bed = await startCacheBed(cleanup);
+  otherCtx = await writeBuildContext(join(bed.workDir, 'ctx-other'), tiniStatic(), { notes: 'other notes\n' });
+});
+
+afterAll(() => cleanup.run());
+
+async function exportCache(ctx: string, ref: string, opts = ''): Promise<void> {
+  await bed.bx.forgetLocal();
+  const exported = await bed.bx.build(ctx, ['--cache-to', `type=registry,ref=${ref},mode=max${opts}`]);
+  expect(exported.code, exported.stderr).toBe(0);
+}
+
+/** From an empty builder, builds `ctx` with `--cache-from ref` and returns the cached steps. */
+async function importCached(ctx: string, ref: string): Promise<string[]> {
+  await bed.bx.forgetLocal();
+  const imported = await bed.bx.build(ctx, ['--cache-from', `type=registry,ref=${ref}`]);
+  expect(imported.code, imported.stderr).toBe(0);
+  return cachedStepNames(imported.stderr);
+}
+
+/** Every blob the index (as regshim serves it) names is in the registry, straight from it. */
+async function expectEveryBlobStored(repo: string, tag: string): Promise<void> {
+  const shim = Object.values(bed.upstreams).find((u) => u.repo === repo)?.shim;
+  if (!shim) throw new Error(`no upstream for ${repo}`);
+  const served = await getManifest(shim.url, repo, tag);
+  expect(served.status).toBe(200);
+  const index = JSON.parse(served.bytes.toString('utf8')) as { manifests: { digest: string }[] };
+  const statuses = await Promise.all(
+    index.manifests.map(async (d) => (await fetch(`${bed.registry.url}/v2/${repo}/blobs/${d.digest}`, { method: 'HEAD' })).status),
+  );
+  expect(statuses).toEqual(index.manifests.map(() => 200));
+}
+
+/**
+ * What BuildKit 0.8 gets from a complete 0.13 cache: 0.8's Dockerfile frontend describes the
+ * RUN step differently from 0.13's (another cache key), so 0.8 runs it again; the COPY that
+ * follows it in the next stage still hits, by the content it copies.
+ */
+const OLD_HITS = ALL_STEPS.filter((s) => s !== STEPS.run);
+
+let old: Promise<Dockerd> | undefined;
+
+/** dockerd 20.10 on the machine's containerd, started on first use, for every upstream. */
+function oldDockerd(): Promise<Dockerd> {
+  old ??= (async () => {
+    const ctrd = await cleanup.track(startContainerd());
+    const hosts = [bed.registry.host, ...Object.values(bed.upstreams).map((u) => u.shim.host)];
+    return cleanup.track(startDockerd({ containerdSock: ctrd.sock, insecureRegistries: hosts }));
+  })();
+  return old;
+}
+
+/** From an empty builder, builds the context with BuildKit 0.8 and `--cache-from ref`; returns the cached steps. */
+async function importByOld(ref: string): Promise<string[]> {
+  const dockerd = await oldDockerd();
+  const build = await dockerd.docker(['build', '--network', 'host', '--progress=plain', '--cache-from', ref, '-t', 'local/t', bed.ctx]);
+  expect(build.code, build.stderr).toBe(0);
+  for (const args of [['builder', 'prune', '-af'], ['rmi', '-f', 'local/t']]) expect((await dockerd.docker(args)).code).toBe(0);
+  return cachedSteps(build.stderr).sort((a, b) => a.localeCompare(b));
+}
+
+describe("the control: BuildKit 0.8 reads BuildKit 0.13's cache straight from distribution 2.8", () => {
+  it('gets the same hits as through regshim', async () => {
+    const ref = `${bed.registry.host}/control/old:cache`;
+    await exportCache(bed.ctx, ref);
+    expect(await importByOld(ref)).toEqual(OLD_HITS);
+  });
+});
+
+describe.each(UPSTREAMS)('BuildKit 0.13 through regshim in front of %s', (name) => {
+  const up = () => bed.upstreams[name];
+  const ref = (tag: string) => `${up().shim.host}/${up().repo}:${tag}`;
+
+  describe("read by dockerd 20.10's BuildKit 0.8", () => {
+    it.each([
+      ['index', ''],
+      ['Docker list', ',oci-mediatypes=false'],
+    ])('%s form: imported with cache hits, as from the registry directly', async (form, opts) => {
+      const tag = `old-${form.replace(' ', '-')}`;
+      await exportCache(bed.ctx, ref(tag), opts);
+      expect(await importByOld(ref(tag))).toEqual(OLD_HITS);
+    });
+
+    it('image-manifest form: 0.8 ignores it silently (the build succeeds, no step cached)', async () => {
+      const tag = 'old-image-manifest';
+      await exportCache(bed.ctx, ref(tag), ',image-manifest=true,oci-mediatypes=true');
+      expect(await importByOld(ref(tag))).toEqual([]);
+    });
+  });
+
+  it('two builds export to the same tag at once: both succeed, and the tag holds one complete cache', async () => {
+    const tag = 'cache-race';
+    await bed.bx.forgetLocal();
+    const mark = up().shim.logs.length;
+    const [one, two] = await Promise.all(
+      [bed.ctx, otherCtx].map((ctx, i) => bed.bx.build(ctx, ['--cache-to', `type=registry,ref=${ref(tag)},mode=max`, '-t', `app:race${i}`])),
+    );
+    expect(one?.code, one?.stderr).toBe(0);
+    expect(two?.code, two?.stderr).toBe(0);
+    expect(requestsSince(up().shim, mark).filter((r) => r === `PUT ${tag} 201`)).toHaveLength(2);
+    await expectEveryBlobStored(up().repo, tag);
+    // Whichever build wrote last: its own build gets all six steps, the other all but notes.txt.
+    const counts = [(await importCached(bed.ctx, ref(tag))).length, (await importCached(otherCtx, ref(tag))).length];
+    expect(counts.sort()).toEqual([ALL_STEPS.length - 1, ALL_STEPS.length]);
+  });
+
+  it('an image pushed with an inline cache through regshim imports as a cache source', async () => {
+    const image = ref('inline');
+    await bed.bx.forgetLocal();
+    const pushed = await bed.bx.build(bed.ctx, ['--cache-to', 'type=inline', '--push', '-t', image]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    // An inline cache is mode=min: it holds the final stage's steps. Those hit, so the tools
+    // stage is never needed, and BuildKit reports its steps as cached too.
+    expect(await importCached(bed.ctx, image)).toEqual(ALL_STEPS);
+  });
+});
+
+describe("the registry's garbage collection", () => {
+  it('after `garbage-collect --delete-untagged`, an import through a fresh regshim gets every step cached', async () => {
+    const tag = 'cache-gc';
+    for (const name of UPSTREAMS) {
+      const { shim, repo } = bed.upstreams[name];
+      // The first cache becomes untagged when the second replaces it: something to collect.
+      await exportCache(otherCtx, `${shim.host}/${repo}:${tag}`);
+      await exportCache(bed.ctx, `${shim.host}/${repo}:${tag}`);
+    }
+    const gc = await bed.registry.collectGarbage();
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(/blob eligible for deletion/);
+
+    for (const name of UPSTREAMS) {
+      const { repo } = bed.upstreams[name];
+      await expectEveryBlobStored(repo, tag);
+      // A fresh regshim knows nothing: it reads the index back from the registry.
+      const fresh = await cleanup.track(startShim(name === 'distribution 2.8' ? bed.registry.url : bed.gate.url));
+      expect(await importCached(bed.ctx, `${fresh.host}/${repo}:${tag}`), name).toEqual(ALL_STEPS);
+    }
+  });
+});
