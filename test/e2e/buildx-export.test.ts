@@ -121,7 +121,37 @@ describe.each(UPSTREAMS)('through regshim in front of %s', (name) => {
     const after = await getManifest(up().shim.url, up().repo, tag);
     expect(after.bytes.equals(before.bytes)).toBe(true);
   });
+  it('a CI run (an empty builder, --cache-from and --cache-to one ref) writes other bytes: where each layer came from', async () => {
+    const tag = 'cache-ci';
+    await bed.bx.forgetLocal();
+    const first = await bed.bx.build(bed.ctx, ['--cache-to', `type=registry,ref=${ref(tag)},mode=max`]);
+    expect(first.code, first.stderr).toBe(0);
+    const before = await getManifest(up().shim.url, up().repo, tag);
+    await bed.bx.forgetLocal();
+    const mark = up().shim.logs.length;
+    const ci = await bed.bx.build(bed.ctx, ['--cache-from', `type=registry,ref=${ref(tag)}`, '--cache-to', `type=registry,ref=${ref(tag)},mode=max`]);
+    expect(ci.code, ci.stderr).toBe(0);
+    expect(cachedStepNames(ci.stderr)).toEqual(ALL_STEPS);
+    const after = await getManifest(up().shim.url, up().repo, tag);
+    expect(after.bytes.equals(before.bytes)).toBe(false);
+    // The only difference: containerd's annotations naming the registry and repository
+    // each layer was imported from. Same layers, same cacheconfig, same timestamps.
+    expect(withoutSourceAnnotations(after.bytes)).toEqual(withoutSourceAnnotations(before.bytes));
+    // So BuildKit PUTs the new index, and regshim stores it upstream as a new manifest.
+    expect(requestsSince(up().shim, mark).filter((r) => r.startsWith(`PUT ${tag} `))).toEqual([`PUT ${tag} 201`]);
+    const stored = up().shim.logs.slice(mark).filter((l) => l.msg === 'cache index converted').map((l) => l.indexDigest);
+    expect(stored).toEqual([sha256(after.bytes)]);
+  });
 });
+
+/** A cache index with every `containerd.io/distribution.source.*` annotation dropped. */
+function withoutSourceAnnotations(bytes: Buffer): unknown {
+  const index = JSON.parse(bytes.toString('utf8')) as { manifests: { annotations?: Record<string, string> }[] };
+  for (const d of index.manifests) {
+    if (d.annotations) d.annotations = Object.fromEntries(Object.entries(d.annotations).filter(([k]) => !k.startsWith('containerd.io/distribution.source.')));
+  }
+  return index;
+}
 
 describe('the control: BuildKit 0.13 straight to the strict-registry simulation', () => {
   it.each(FORMS.filter((f) => f.converted))('$form form: the export is refused', async ({ form, opts }) => {
