@@ -13,6 +13,8 @@ import { startContainerd } from '../support/containerd.js';
 import { type Dockerd, cachedSteps, startDockerd } from '../support/dockerd.js';
 import { startShim } from '../support/regshim.js';
 
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
 const cleanup = new Cleanup();
 let bed: CacheBed;
 /** The same build with another notes.txt: its last step differs, the other five do not. */
@@ -39,17 +41,17 @@ async function importCached(ctx: string, ref: string): Promise<string[]> {
   return cachedStepNames(imported.stderr);
 }
 
-/** Every blob the index (as regshim serves it) names is in the registry, straight from it. */
-async function expectEveryBlobStored(repo: string, tag: string): Promise<void> {
-  const shim = Object.values(bed.upstreams).find((u) => u.repo === repo)?.shim;
-  if (!shim) throw new Error(`no upstream for ${repo}`);
-  const served = await getManifest(shim.url, repo, tag);
+/** Every blob of the index that regshim at `shimUrl` serves is in the registry, straight from it; returns the index digest. */
+async function expectEveryBlobStored(shimUrl: string, repo: string, tag: string): Promise<string | null> {
+  const served = await getManifest(shimUrl, repo, tag);
   expect(served.status).toBe(200);
+  expect(served.headers.get('content-type')).toBe(OCI_INDEX);
   const index = JSON.parse(served.bytes.toString('utf8')) as { manifests: { digest: string }[] };
   const statuses = await Promise.all(
     index.manifests.map(async (d) => (await fetch(`${bed.registry.url}/v2/${repo}/blobs/${d.digest}`, { method: 'HEAD' })).status),
   );
   expect(statuses).toEqual(index.manifests.map(() => 200));
+  return served.headers.get('docker-content-digest');
 }
 
 /**
@@ -119,7 +121,7 @@ describe.each(UPSTREAMS)('BuildKit 0.13 through regshim in front of %s', (name) 
     expect(one?.code, one?.stderr).toBe(0);
     expect(two?.code, two?.stderr).toBe(0);
     expect(requestsSince(up().shim, mark).filter((r) => r === `PUT ${tag} 201`)).toHaveLength(2);
-    await expectEveryBlobStored(up().repo, tag);
+    await expectEveryBlobStored(up().shim.url, up().repo, tag);
     // Whichever build wrote last: its own build gets all six steps, the other all but notes.txt.
     const counts = [(await importCached(bed.ctx, ref(tag))).length, (await importCached(otherCtx, ref(tag))).length];
     expect(counts.sort()).toEqual([ALL_STEPS.length - 1, ALL_STEPS.length]);
@@ -137,13 +139,15 @@ describe.each(UPSTREAMS)('BuildKit 0.13 through regshim in front of %s', (name) 
 });
 
 describe("the registry's garbage collection", () => {
-  it('after `garbage-collect --delete-untagged`, an import through a fresh regshim gets every step cached', async () => {
+  it('after `garbage-collect --delete-untagged`, a fresh regshim serves every cache whole: 0.13 and 0.8 import it', async () => {
     const tag = 'cache-gc';
+    const digests = new Map<string, string | null>();
     for (const name of UPSTREAMS) {
       const { shim, repo } = bed.upstreams[name];
       // The first cache becomes untagged when the second replaces it: something to collect.
       await exportCache(otherCtx, `${shim.host}/${repo}:${tag}`);
       await exportCache(bed.ctx, `${shim.host}/${repo}:${tag}`);
+      digests.set(name, (await getManifest(shim.url, repo, tag)).headers.get('docker-content-digest'));
     }
     const gc = await bed.registry.collectGarbage();
     expect(gc.code, gc.stderr).toBe(0);
@@ -151,10 +155,12 @@ describe("the registry's garbage collection", () => {
 
     for (const name of UPSTREAMS) {
       const { repo } = bed.upstreams[name];
-      await expectEveryBlobStored(repo, tag);
-      // A fresh regshim knows nothing: it reads the index back from the registry.
+      // A fresh regshim knows nothing: it reads the index back from the registry, where
+      // only the stored manifest's reference kept the index blob alive.
       const fresh = await cleanup.track(startShim(name === 'distribution 2.8' ? bed.registry.url : bed.gate.url));
+      expect(await expectEveryBlobStored(fresh.url, repo, tag), name).toBe(digests.get(name));
       expect(await importCached(bed.ctx, `${fresh.host}/${repo}:${tag}`), name).toEqual(ALL_STEPS);
+      expect(await importByOld(`${fresh.host}/${repo}:${tag}`), name).toEqual(OLD_HITS);
     }
   });
 });
