@@ -102,5 +102,7 @@ else
     dpkg-deb -x "$deb" "$trixie/root"
   done
   touch "$trixie/root/.complete"
+  # The lists served one download; the next run starts from fresh ones.
+  rm -rf "$apt_dir"
   echo "extracted ${trixie_pkgs[*]} from trixie into $trixie/root"
 fi
