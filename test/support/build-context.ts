@@ -17,6 +17,13 @@ export const STEPS = {
 /** Every step's name, in the order cachedStepNames() sorts them. */
 export const ALL_STEPS: string[] = Object.values(STEPS).sort((a, b) => a.localeCompare(b));
 
+/**
+ * What BuildKit 0.8 gets from a complete BuildKit 0.13 cache of this build: 0.8's Dockerfile
+ * frontend describes the RUN step differently from 0.13's (another cache key), so 0.8 runs
+ * it again; the COPY --from of its output in the next stage still hits, by content.
+ */
+export const OLD_HITS: string[] = ALL_STEPS.filter((s) => s !== STEPS.run);
+
 const DOCKERFILE = `FROM scratch AS tools
 COPY tini /tini
 COPY base.txt /base.txt
