@@ -4,8 +4,9 @@
 // containerd 1.7 and `containerd-snapshotter`. RUN steps use the machine's runc (bookworm's).
 import { symlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Containerd, startContainerd } from './containerd.js';
-import { type Dockerd, startEngine, testCacheDir } from './dockerd.js';
+import { Cleanup } from './cleanup.js';
+import { startContainerd } from './containerd.js';
+import { type Dockerd, isBuildStep, startEngine, testCacheDir } from './dockerd.js';
 import type { RunOptions, RunResult } from './processes.js';
 
 export interface Buildx {
@@ -20,7 +21,6 @@ export interface Buildx {
   /** Drops the build cache and every image, so only a remote cache can make steps cached. */
   forgetLocal(): Promise<void>;
   docker: Dockerd['docker'];
-  dockerdLog: string;
   stop(): Promise<void>;
 }
 
@@ -36,26 +36,23 @@ export function tiniStatic(): string {
 /** Starts containerd 1.7 and dockerd 26 in temp folders; stop() ends both and unmounts what they mounted. */
 export async function startBuildx(): Promise<Buildx> {
   const pkg = trixieDir();
-  const steps: { stop(): Promise<void> }[] = [];
-  const stopAll = async (): Promise<void> => {
-    const errors: unknown[] = [];
-    for (const s of steps.splice(0).reverse()) await s.stop().catch((err: unknown) => errors.push(err));
-    if (errors.length > 0) throw errors[0];
-  };
+  const started = new Cleanup();
   try {
-    const ctrd: Containerd = await startContainerd({
-      binDir: join(pkg, 'usr', 'bin'),
-      // Snapshotters this machine has no use for, and whose probes only log errors.
-      disabledPlugins: ['btrfs', 'zfs', 'devmapper', 'aufs'].map((s) => `io.containerd.snapshotter.v1.${s}`),
-    });
-    steps.push(ctrd);
-    const dockerd = await startEngine({
-      pkgDir: pkg,
-      containerdSock: ctrd.sock,
-      // dockerd 26 has no --feature flag; the image store is a daemon.json feature.
-      daemonConfig: { 'storage-driver': 'overlayfs', 'userland-proxy': false, features: { 'containerd-snapshotter': true } },
-    });
-    steps.push(dockerd);
+    const ctrd = await started.track(
+      startContainerd({
+        binDir: join(pkg, 'usr', 'bin'),
+        // Snapshotters this machine has no use for, and whose probes only log errors.
+        disabledPlugins: ['btrfs', 'zfs', 'devmapper', 'aufs'].map((s) => `io.containerd.snapshotter.v1.${s}`),
+      }),
+    );
+    const dockerd = await started.track(
+      startEngine({
+        pkgDir: pkg,
+        containerdSock: ctrd.sock,
+        // dockerd 26 has no --feature flag; the image store is a daemon.json feature.
+        daemonConfig: { 'storage-driver': 'overlayfs', 'userland-proxy': false, features: { 'containerd-snapshotter': true } },
+      }),
+    );
     await mkdir(join(dockerd.clientDir, 'cli-plugins'));
     await symlink(join(pkg, 'usr', 'libexec', 'docker', 'cli-plugins', 'docker-buildx'), join(dockerd.clientDir, 'cli-plugins', 'docker-buildx'));
     const buildx = (args: string[], opts?: RunOptions): Promise<RunResult> => dockerd.docker(['buildx', ...args], opts);
@@ -69,41 +66,29 @@ export async function startBuildx(): Promise<Buildx> {
         }
       },
       docker: dockerd.docker,
-      dockerdLog: dockerd.logFile,
-      stop: stopAll,
+      stop: () => started.run(),
     };
   } catch (err) {
-    await stopAll();
+    await started.run();
     throw err;
   }
 }
 
-export interface Vertex {
-  name: string;
-  cached: boolean;
-}
-
 /**
- * The build steps (`[stage n/m] ...`) and whether each ended cached, from the
- * `--progress=rawjson` stream: JSON status objects, one after another. The plain printer
- * is not used: it sometimes shows a cached last step as blob downloads and DONE.
+ * The names of the build steps that ended cached, sorted, from the
+ * `--progress=rawjson` stream: JSON status objects, one after another, each naming the
+ * vertexes that changed. The plain printer is not used: it sometimes shows a cached last
+ * step as blob downloads and DONE.
  */
-export function buildSteps(rawjson: string): Vertex[] {
-  const steps = new Map<string, Vertex>();
+export function cachedStepNames(rawjson: string): string[] {
+  const cached = new Map<string, string>();
   for (const status of jsonObjects(rawjson)) {
     const vertexes = (status as { vertexes?: { digest: string; name?: string; cached?: boolean }[] }).vertexes ?? [];
     for (const v of vertexes) {
-      if (!v.name?.startsWith('[')) continue;
-      const prev = steps.get(v.digest);
-      steps.set(v.digest, { name: v.name, cached: (prev?.cached ?? false) || v.cached === true });
+      if (v.cached === true && v.name !== undefined && isBuildStep(v.name)) cached.set(v.digest, v.name);
     }
   }
-  return [...steps.values()].sort((a, b) => a.name.localeCompare(b.name));
-}
-
-/** The names of the cached steps, sorted. */
-export function cachedStepNames(rawjson: string): string[] {
-  return buildSteps(rawjson).filter((s) => s.cached).map((s) => s.name);
+  return [...cached.values()].sort((a, b) => a.localeCompare(b));
 }
 
 /** Splits a stream of concatenated JSON values at their top-level ends. */

@@ -108,13 +108,18 @@ export function startDockerd(opts: { containerdSock: string; insecureRegistries:
   });
 }
 
+/** A Dockerfile step as BuildKit names it: `[2/3] COPY ...`, or `[stage 2/3] COPY ...` in a multi-stage build. */
+export function isBuildStep(vertexName: string): boolean {
+  return /^\[(?:[^\]]+ )?\d+\/\d+\] /.test(vertexName);
+}
+
 /** The names of the build steps that BuildKit reported as CACHED (from --progress=plain), in order. */
 export function cachedSteps(progress: string): string[] {
   const names = new Map<string, string>();
   const cached: string[] = [];
   for (const line of progress.split('\n')) {
-    const step = /^#(\d+) (\[(?:[^\]]+ )?\d+\/\d+\] .*)$/.exec(line);
-    if (step?.[1] && step[2]) names.set(step[1], step[2]);
+    const step = /^#(\d+) (.*)$/.exec(line);
+    if (step?.[1] && step[2] && isBuildStep(step[2])) names.set(step[1], step[2]);
     const hit = /^#(\d+) CACHED$/.exec(line);
     if (hit?.[1]) cached.push(names.get(hit[1]) ?? `#${hit[1]}`);
   }

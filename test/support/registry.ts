@@ -48,7 +48,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   const dir = await makeTempDir('regshim-registry-');
   try {
     for (let attempt = 1; ; attempt++) {
-      const started = await tryStart(dir, opts, attempt, await freePort());
+      const started = await tryStart(dir, opts, attempt);
       if (started) return started;
       if (attempt === START_ATTEMPTS) {
         throw new Error(`docker-registry did not start in ${START_ATTEMPTS} attempts\n${await logTail(join(dir, 'registry.log'))}`);
@@ -61,7 +61,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
 }
 
 /** Resolves undefined when the port was taken between freePort() and the bind. */
-async function tryStart(dir: string, opts: RegistryOptions, attempt: number, port: number): Promise<Registry | undefined> {
+async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Promise<Registry | undefined> {
+  const port = await freePort();
   const host = `127.0.0.1:${port}`;
   const url = `${opts.tls ? 'https' : 'http'}://${host}`;
   const dataDir = join(dir, 'data');
