@@ -186,6 +186,28 @@ export function makeTempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
+/** Unmounts whatever is still mounted under it (a container runtime's overlays), then deletes it. */
 export async function removeTempDir(dir: string): Promise<void> {
+  await unmountUnder(dir);
   await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+async function unmountUnder(dir: string): Promise<void> {
+  const inside = (await mountPoints()).filter((m) => m === dir || m.startsWith(`${dir}/`));
+  // Deepest first: a mount inside another keeps the outer one busy.
+  for (const point of inside.sort((a, b) => b.length - a.length)) {
+    const r = await runCommand('umount', [point], { timeoutMs: 10_000 });
+    // Still busy (a process that outlived its group): detach it so the folder can go.
+    if (r.code !== 0) await runCommand('umount', ['-l', point], { timeoutMs: 10_000 });
+  }
+}
+
+async function mountPoints(): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  // Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
+  return info
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))));
 }
