@@ -11,7 +11,10 @@ export interface Recorded {
 
 export interface CountingProxy {
   url: string;
+  /** Every request, in the order it arrived; status is 0 until the upstream answers. */
   requests: Recorded[];
+  /** Connections opened to the wire so far (keep-alive reuses them). */
+  connections(): number;
   /** The requests recorded since the last reset, as "METHOD path" without the query. */
   take(): string[];
   stop(): Promise<void>;
@@ -22,10 +25,12 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const agent = new http.Agent({ keepAlive: true });
   const targetUrl = new URL(target);
   const server = http.createServer((req, res) => {
+    const recorded: Recorded = { method: req.method ?? '', path: req.url ?? '', status: 0 };
+    requests.push(recorded);
     const up = http.request(
       { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: req.headers, agent },
       (upRes) => {
-        requests.push({ method: req.method ?? '', path: req.url ?? '', status: upRes.statusCode ?? 0 });
+        recorded.status = upRes.statusCode ?? 0;
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         upRes.pipe(res);
       },
@@ -33,11 +38,14 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
+  let connections = 0;
+  server.on('connection', () => connections++);
   const port = await listenOnLoopback(server);
   let mark = 0;
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    connections: () => connections,
     take() {
       const out = requests.slice(mark).map((r) => `${r.method} ${r.path.split('?')[0]}`);
       mark = requests.length;
