@@ -49,7 +49,7 @@ export async function startContainerd(): Promise<Containerd> {
   );
   const ctr = (args: string[], opts?: RunOptions): Promise<RunResult> => runCommand('ctr', ['-a', sock, ...args], opts);
   const proc = await startReady(
-    { cmd: 'containerd', args: ['--config', config], logFile, cwd: dir },
+    { cmd: 'containerd', args: ['--config', config], logFile, cwd: dir, leftovers: [dir] },
     {
       ready: async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0,
       timeoutMs: 30_000,
