@@ -142,6 +142,7 @@ describe('flags, environment and signals', () => {
       });
       req.on('error', reject);
     });
+    status.catch(() => undefined); // awaited below; a failure before that must not go unhandled
     req.write(Buffer.alloc(64 * 1024, 1));
     // The PATCH has reached the upstream: regshim holds it, its body still coming.
     await waitFor(async () => wire.requests.some((r) => r.method === 'PATCH'), { timeoutMs: 5_000, what: 'the PATCH upstream' });

@@ -7,6 +7,8 @@ export interface Recorded {
   method: string;
   path: string;
   status: number;
+  /** The body of a 5xx answer (the first 64 KiB), so tests can tell the registry's errors from regshim's. */
+  errorBody?: Buffer;
 }
 
 export interface CountingProxy {
@@ -31,6 +33,11 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
       { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: req.headers, agent },
       (upRes) => {
         recorded.status = upRes.statusCode ?? 0;
+        if (recorded.status >= 500) {
+          const chunks: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => chunks.push(c));
+          upRes.on('end', () => (recorded.errorBody = Buffer.concat(chunks).subarray(0, 65536)));
+        }
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         upRes.pipe(res);
       },
