@@ -50,7 +50,7 @@ function reference(r: Ref, body: Body, caseNo: number): string {
   return r.kind === 'tag' ? `${r.tag}.${caseNo}` : r.kind === 'own digest' ? sha256(body.bytes) : r.digest;
 }
 
-it(`${BODIES} manifest bodies: no crash, no 5xx of regshim's own, every 201 reads back byte for byte`, { timeout: 600_000 }, async () => {
+it(`${BODIES} manifest bodies: no crash, no 5xx of regshim's own, every 201 reads back byte for byte`, { timeout: 600_000 }, async ({ annotate }) => {
   const bodies = fc.oneof(
     { weight: 45, arbitrary: jsonMutation(fixtures) },
     { weight: 35, arbitrary: byteMutation(fixtures) },
@@ -95,7 +95,7 @@ it(`${BODIES} manifest bodies: no crash, no 5xx of regshim's own, every 201 read
   });
   const summary = [...statuses.entries()].sort().map(([k, n]) => `${k}: ${n}`).join(', ');
   const times = [...timing.entries()].map(([k, t]) => `${k}: ${t.n} runs, ${(t.ms / t.n).toFixed(1)} ms each, ${t.upstream} reached the upstream`).join('; ');
-  console.log(`manifest bodies: ${runs} runs; read back ${stored.byTag} by tag, ${stored.byDigest} by digest\n${summary}\n${times}`);
+  await annotate(`manifest bodies: ${runs} runs; read back ${stored.byTag} by tag, ${stored.byDigest} by digest\n${summary}\n${times}`);
   expect(runs).toBeGreaterThanOrEqual(BODIES * Number(process.env.FUZZ_SCALE ?? '1'));
   // Some of the bodies must have been stored, or the read-back proves nothing.
   expect(stored.byDigest).toBeGreaterThan(runs / 50);
