@@ -47,7 +47,8 @@ export async function startHarness(): Promise<Harness> {
     const registry = await cleanup.track(startRegistry());
     const wire = await cleanup.track(startCountingProxy(registry.url));
     const shim = await cleanup.track(startShim(wire.url, { logLevel: 'warn' }));
-    const pool = new Pool(shim.url, { connections: 16, pipelining: 1 });
+    // A request unanswered for 10 s is a finding (a hang), not a stuck run.
+    const pool = new Pool(shim.url, { connections: 16, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 });
     const [host, port] = [shim.host.split(':')[0] ?? '127.0.0.1', Number(shim.host.split(':')[1])];
     const upstreamSince = (mark: number) => wire.requests.slice(mark);
 
@@ -65,7 +66,8 @@ export async function startHarness(): Promise<Harness> {
       raw(bytes) {
         const mark = wire.requests.length;
         return new Promise((resolve, reject) => {
-          const socket = net.connect(port, host, () => socket.end(bytes, 'latin1'));
+          // write, not end: a half-closed client is one that left, and regshim drops its request.
+          const socket = net.connect(port, host, () => socket.write(bytes, 'latin1'));
           const chunks: Buffer[] = [];
           socket.on('data', (d: Buffer) => chunks.push(d));
           socket.setTimeout(5_000, () => socket.destroy());
