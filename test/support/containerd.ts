@@ -59,7 +59,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const env = opts.binDir ? { ...process.env, PATH: `${opts.binDir}:${process.env.PATH ?? ''}` } : process.env;
   const ctr = (args: string[], runOpts?: RunOptions): Promise<RunResult> => runCommand(bin('ctr'), ['-a', sock, ...args], runOpts);
   const proc = await startReady(
-    { cmd: bin('containerd'), args: ['--config', config], env, logFile, cwd: dir },
+    { cmd: bin('containerd'), args: ['--config', config], env, logFile, cwd: dir, leftovers: [dir] },
     {
       ready: async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0,
       timeoutMs: 30_000,

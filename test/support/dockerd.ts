@@ -89,7 +89,8 @@ export async function startEngine(opts: EngineOptions): Promise<Dockerd> {
     }
   };
   const proc = await startReady(
-    { cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir },
+    // Killed with the runner, dockerd leaves its temp dir and the machine paths it created.
+    { cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir, leftovers: [dir, ...MACHINE_PATHS.filter((p) => !preexisting.has(p))] },
     { ready: async () => (await docker(['version'], { timeoutMs: 10_000 })).code === 0, timeoutMs: 60_000, what: `dockerd on ${sock}`, cleanup: removeAll },
   );
   const stop = async (): Promise<void> => {

@@ -82,7 +82,7 @@ async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Pr
   );
   const serve = async (): Promise<Started> => {
     await writeFile(logFile, `--- attempt ${attempt} on ${host}\n`, { flag: 'a' });
-    const proc = await startProcess({ cmd: 'docker-registry', args: ['serve', config], logFile, cwd: dir });
+    const proc = await startProcess({ cmd: 'docker-registry', args: ['serve', config], logFile, cwd: dir, leftovers: [dir] });
     try {
       const ping = opts.tls ? async () => (await httpsGet(`${url}/v2/`, opts.tls!.pem)).status : async () => (await fetch(`${url}/v2/`)).status;
       await waitFor(async () => [200, 401].includes(await ping()), {
