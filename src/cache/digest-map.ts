@@ -44,6 +44,9 @@ export class DigestMap {
       sizeCalculation: (entry) => ENTRY_OVERHEAD + (entry.kind === 'index' ? entry.bytes.length : 0),
       // One fetch per key: concurrent misses for a digest share one upstream load.
       fetchMethod: (_key, _stale, { context }) => context(),
+      // A load still in flight when other entries push it out must still answer its
+      // callers: without this, the evicted fetch rejects ("evicted") and the client gets 500.
+      ignoreFetchAbort: true,
     });
   }
 
