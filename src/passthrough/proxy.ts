@@ -9,6 +9,7 @@ import { addUpstreamTime } from '../observability/access-log.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { OciError, sendOciError } from '../registry/errors.js';
+import { BlobRelay } from './relay.js';
 import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
 
 export interface Passthrough {
@@ -53,7 +54,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
     });
   });
 
-  proxy.on('error', (err, req, res) => {
+  const upstreamFailed = (err: Error, req: IncomingMessage, res: ServerResponse | net.Socket): void => {
     const code = (err as NodeJS.ErrnoException).code;
     metrics.upstreamErrors.inc({ kind: code === TIMEOUT ? 'timeout' : 'connection' });
     if (!('setHeader' in res)) return;
@@ -61,20 +62,39 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
       res.destroy();
       return;
     }
-    log.warn({ err: { code, message: (err as Error).message }, method: req.method }, 'upstream request failed');
+    log.warn({ err: { code, message: err.message }, method: req.method }, 'upstream request failed');
     const oci = code === TIMEOUT
       ? new OciError('UPSTREAM_TIMEOUT', `the upstream registry ${config.upstream.origin} did not answer in time`)
       : new OciError('UPSTREAM_UNREACHABLE', `the upstream registry ${config.upstream.origin} cannot be reached`, { cause: code });
     sendOciError(res, oci, req.method);
+  };
+  proxy.on('error', (err, req, res) => upstreamFailed(err as Error, req, res));
+
+  // GETs from a plain-http upstream go socket to socket (relay.ts): half the CPU and memory.
+  const relay = tlsUpstream ? undefined : new BlobRelay({
+    upstream: config.upstream,
+    timeoutMs: config.upstreamTimeoutMs,
+    onHead: (head, req) => {
+      addUpstreamTime(req, performance.now() - (relayStarted.get(req) ?? performance.now()));
+      rewriteResponseHeaders(head.headers, config.upstream, publicOrigin(req.headers, tlsClients, fallbackHost));
+    },
+    onError: upstreamFailed,
   });
+  const relayStarted = new WeakMap<IncomingMessage, number>();
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
     delete req.headers.expect;
+    if (relay && BlobRelay.accepts(req)) {
+      relayStarted.set(req, performance.now());
+      relay.handle(req, res);
+      return;
+    }
     proxy.web(req, res);
   };
   return Object.assign(handler, {
     close: () => {
+      relay?.close();
       proxy.close();
       agent.destroy();
     },
