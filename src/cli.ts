@@ -6,7 +6,8 @@ import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/co
 import { classifyManifest } from './cache/detect.js';
 import { ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
-import { createServer } from './server.js';
+import { createLogger } from './observability/log.js';
+import { isWorker, superviseWorkers, workerMetrics } from './workers.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const USAGE_ERROR = 2;
@@ -23,12 +24,16 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
-    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'));
+    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))
+    .addOption(new Option('--workers <n>', `processes serving requests, or auto: one per CPU, at most ${DEFAULTS.maxAutoWorkers} (default auto)`).env('REGSHIM_WORKERS'));
 }
 
 async function serve(raw: RawConfig): Promise<void> {
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
-  const shim = createServer(config);
+  if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel));
+  // Loaded only where requests are served: a primary that only supervises workers stays small.
+  const { createServer } = await import('./server.js');
+  const shim = createServer(config, isWorker() ? { clusterMetrics: workerMetrics() } : {});
   await shim.listen();
   const stop = (signal: string) => {
     shim.log.info({ signal }, 'shutting down');
@@ -114,4 +119,6 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`regshim: ${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = 1;
   }
+  // A worker that failed to start would be kept alive by its channel to the primary.
+  if (isWorker() && process.exitCode) process.exit();
 }

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -25,6 +26,8 @@ export interface Config {
   readonly upstreamTimeoutMs: number;
   /** A client connection silent for this long is closed. */
   readonly clientIdleTimeoutMs: number;
+  /** Processes serving requests; more than 1 runs them as workers behind one port (src/workers.ts). */
+  readonly workers: number;
 }
 
 export class ConfigError extends Error {
@@ -44,6 +47,7 @@ export interface RawConfig {
   indexMediaType?: string | undefined;
   upstreamTimeout?: string | undefined;
   clientIdleTimeout?: string | undefined;
+  workers?: string | undefined;
 }
 
 export const DEFAULTS = {
@@ -54,6 +58,9 @@ export const DEFAULTS = {
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
+  /** 'auto': one per CPU, at most 4 (README, Performance). */
+  workers: 'auto',
+  maxAutoWorkers: 4,
 };
 
 // RFC 6838 "type/subtype" with its restricted-name characters.
@@ -90,7 +97,17 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     indexMediaType,
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
+    workers: parseWorkers(raw.workers ?? DEFAULTS.workers),
   });
+}
+
+function parseWorkers(value: string): number {
+  if (value === 'auto') return Math.min(availableParallelism(), DEFAULTS.maxAutoWorkers);
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 256) {
+    throw new ConfigError(`--workers ${JSON.stringify(value)} must be auto or a whole number from 1 to 256`);
+  }
+  return n;
 }
 
 function parseUpstream(value: string | undefined): URL {

@@ -35,6 +35,8 @@ interface Conn {
   sink: ((bytes: number, buffer: Buffer) => boolean) | undefined;
   /** Set when the socket ends or fails, for whoever is using it. */
   onEnd: ((err: Error | undefined) => void) | undefined;
+  /** What an idle timeout means now; unset (an idle pooled socket): close it. */
+  onTimeout: (() => void) | undefined;
 }
 
 export class BlobRelay {
@@ -70,7 +72,7 @@ export class BlobRelay {
 
   private connect(): Conn {
     const { hostname, port } = this.options.upstream;
-    const conn: Conn = { socket: undefined as unknown as net.Socket, sink: undefined, onEnd: undefined };
+    const conn: Conn = { socket: undefined as unknown as net.Socket, sink: undefined, onEnd: undefined, onTimeout: undefined };
     conn.socket = net.connect({
       host: hostname.replace(/^\[|\]$/g, ''),
       port: Number(port || 80),
@@ -99,17 +101,20 @@ export class BlobRelay {
     conn.socket.on('error', ended);
     conn.socket.on('end', () => conn.socket.destroy());
     conn.socket.on('close', () => ended(undefined));
+    // One listener for the socket's life: setTimeout(ms, fn) per request would add one each time.
+    conn.socket.on('timeout', () => (conn.onTimeout ? conn.onTimeout() : conn.socket.destroy()));
     return conn;
   }
 
   private release(conn: Conn): void {
     conn.sink = undefined;
     conn.onEnd = undefined;
+    conn.onTimeout = undefined;
     if (this.closed || this.idle.length >= MAX_IDLE_SOCKETS || conn.socket.destroyed) {
       conn.socket.destroy();
       return;
     }
-    conn.socket.setTimeout(IDLE_SOCKET_MS, () => conn.socket.destroy());
+    conn.socket.setTimeout(IDLE_SOCKET_MS);
     this.idle.push(conn);
   }
 
@@ -159,9 +164,8 @@ export class BlobRelay {
     };
     conn.onEnd = failed;
 
-    socket.setTimeout(this.options.timeoutMs, () => {
-      socket.destroy(Object.assign(new Error('upstream idle timeout'), { code: 'UPSTREAM_TIMEOUT' }));
-    });
+    conn.onTimeout = () => socket.destroy(Object.assign(new Error('upstream idle timeout'), { code: 'UPSTREAM_TIMEOUT' }));
+    socket.setTimeout(this.options.timeoutMs);
 
     const resumeIfNeeded = () => {
       if (paused && inFlight < IN_FLIGHT && !done) {

@@ -126,6 +126,16 @@ describe('blob relay', () => {
     expect(connections).toBe(before + 1);
   });
 
+  it('adds no listeners per request to a reused upstream socket', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    for (let i = 0; i < 20; i++) expect((await get('/v2/r/blobs/interim')).status).toBe(200);
+    await new Promise((r) => setImmediate(r));
+    process.off('warning', onWarning);
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
+  });
+
   it('skips an interim 103 answer and relays the final one', async () => {
     const res = await get('/v2/r/blobs/interim');
     expect([res.status, res.body.toString()]).toEqual([200, 'ok']);

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULTS, parseConfig } from '../../src/config.js';
 
@@ -10,6 +11,7 @@ describe('parseConfig', () => {
     expect(config.maxManifestBytes).toBe(4 * 1024 * 1024);
     expect(config.indexMediaType).toBe(DEFAULTS.indexMediaType);
     expect(config.logLevel).toBe('info');
+    expect(config.workers).toBe(Math.min(availableParallelism(), 4));
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -24,6 +26,9 @@ describe('parseConfig', () => {
     [{ clientIdleTimeout: '30' }, 'clientIdleTimeoutMs', 30_000],
     [{ logLevel: 'debug' }, 'logLevel', 'debug'],
     [{ indexMediaType: 'application/vnd.gitlab.cache+json' }, 'indexMediaType', 'application/vnd.gitlab.cache+json'],
+    [{ workers: '3' }, 'workers', 3],
+    [{ workers: '1' }, 'workers', 1],
+    [{ workers: 'auto' }, 'workers', Math.min(availableParallelism(), DEFAULTS.maxAutoWorkers)],
   ])('reads %j', (raw, key, value) => {
     expect(parseConfig({ upstream: 'http://127.0.0.1:5001', ...raw })[key as keyof ReturnType<typeof parseConfig>]).toEqual(value);
   });
@@ -42,6 +47,8 @@ describe('parseConfig', () => {
     [{ upstream: 'http://x', upstreamTimeout: '-1' }, /--upstream-timeout "-1" must be a positive number of seconds/],
     [{ upstream: 'http://x', tlsCert: 'c.pem' }, /--tls-cert and --tls-key go together/],
     [{ upstream: 'http://x', indexMediaType: 'not a type' }, /--index-media-type/],
+    [{ upstream: 'http://x', workers: '0' }, /--workers "0" must be auto or a whole number from 1 to 256/],
+    [{ upstream: 'http://x', workers: 'many' }, /--workers "many"/],
     [{ upstream: 'http://x', upstreamCa: '/nonexistent.pem' }, /--upstream-ca "\/nonexistent.pem" cannot be read/],
   ])('refuses %j with a message that says how to fix it', (raw, message) => {
     expect(() => parseConfig(raw, { read: () => { throw new Error('ENOENT'); } })).toThrow(ConfigError);
