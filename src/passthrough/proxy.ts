@@ -10,6 +10,7 @@ import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { OciError, sendOciError } from '../registry/errors.js';
 import { BlobRelay } from './relay.js';
+import { releaseWrittenChunks } from './release-written.js';
 import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
 
 export interface Passthrough {
@@ -38,6 +39,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   const fallbackHost = `${config.listenHost}:${config.listenPort}`;
 
   proxy.on('proxyReq', (proxyReq, req) => {
+    releaseWrittenChunks(proxyReq);
     const started = performance.now();
     proxyReq.once('response', () => addUpstreamTime(req, performance.now() - started));
     // An idle upstream, before or during the body, fails the request instead of hanging it.
