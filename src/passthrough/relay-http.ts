@@ -4,7 +4,7 @@
 
 export interface ResponseHead {
   status: number;
-  /** Lower-case names; hop-by-hop headers removed; repeated headers joined (set-cookie kept apart). */
+  /** Lower-case names; hop-by-hop headers removed (Content-Length kept); repeated headers joined (set-cookie kept apart). */
   headers: Record<string, string | string[]>;
   /** The framing headers, read before they were removed. */
   contentLength: string | undefined;
@@ -18,7 +18,8 @@ export type BodyFraming = 'none' | 'length' | 'chunked' | 'until-close';
 const MAX_HEAD_BYTES = 64 * 1024;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: [^\r\n]*)?$/;
-const DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'trailer', 'content-length']);
+// Content-Length stays: the client gets the same framing (Node then sends the body as is).
+const DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'trailer']);
 
 /** Collects bytes until a whole response head is there, then parses it. */
 export class HeadParser {

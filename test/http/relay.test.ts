@@ -111,6 +111,8 @@ describe('blob relay', () => {
     expect(res.body.length).toBe(body.length);
     expect(sha(res.body)).toBe(sha(body));
     expect(res.headers['x-trailer']).toBeUndefined();
+    // A length-framed body keeps its Content-Length (clients check it); the others are re-chunked.
+    expect(res.headers['content-length']).toBe(framing === 'length' ? String(body.length) : undefined);
   });
 
   it('reuses one upstream connection for answers that allow it, and not after Connection: close', async () => {
