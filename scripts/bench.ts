@@ -7,7 +7,8 @@
 // minute.
 //
 // Flags: --quick; --variant NAME=ARGS (repeatable) adds a regshim with extra flags, e.g.
-// --variant w1='--workers 1'. Env: BENCH_RUNS, BENCH_SIZE_MIB, BENCH_STREAMS,
+// --variant w1='--workers 1'; ARGS starting with @PATH runs the bin at PATH instead (an
+// A/B against another build: --variant old='@/tmp/old/bin/regshim.js'). Env: BENCH_RUNS, BENCH_SIZE_MIB, BENCH_STREAMS,
 // BENCH_STREAM_MIB, BENCH_SMALL_SECONDS.
 import { mkdtempSync, chmodSync } from 'node:fs';
 import os from 'node:os';
@@ -54,7 +55,9 @@ async function main(): Promise<void> {
   const variants = flags.variant.map((v) => {
     const eq = v.indexOf('=');
     if (eq < 1) throw new Error(`--variant ${v}: write NAME=ARGS, e.g. w1='--workers 1'`);
-    return { name: v.slice(0, eq), args: v.slice(eq + 1).split(/\s+/).filter(Boolean) };
+    const args = v.slice(eq + 1).split(/\s+/).filter(Boolean);
+    const bin = args[0]?.startsWith('@') ? args.shift()!.slice(1) : undefined;
+    return { name: v.slice(0, eq), args, bin };
   });
   const shimNames = ['regshim', ...variants.map((v) => v.name)];
   const paths = ['direct', 'nginx', 'go', ...shimNames];
@@ -70,7 +73,7 @@ async function main(): Promise<void> {
     nginx: startNginx(tmpDir, port.nginx!, port.direct!),
     go: startGoProxy(tmpDir, goProxy, port.go!, port.direct!),
     regshim: startRegshim('regshim', tmpDir, port.regshim!, port.direct!),
-    ...Object.fromEntries(variants.map((v) => [v.name, startRegshim(v.name, tmpDir, port[v.name]!, port.direct!, v.args)])),
+    ...Object.fromEntries(variants.map((v) => [v.name, startRegshim(v.name, tmpDir, port[v.name]!, port.direct!, v.args, v.bin)])),
   };
   const cold = startRegshim('regshim-cold', tmpDir, coldPort, port.direct!, ['--cache-max-bytes', '1']);
   await Promise.all([

@@ -120,8 +120,7 @@ export function startGoProxy(tmpDir: string, binary: string, port: number, upstr
  * regshim started the way users start it: through the bin's shebang (memory tuning) with
  * the node on PATH (npm puts node@24 first), so the group's pids are the measured ones.
  */
-export function startRegshim(name: string, tmpDir: string, port: number, upstreamPort: number, extraArgs: string[] = []): Proc {
-  const bin = path.join(ROOT, 'bin', 'regshim.js');
+export function startRegshim(name: string, tmpDir: string, port: number, upstreamPort: number, extraArgs: string[] = [], bin = path.join(ROOT, 'bin', 'regshim.js')): Proc {
   if (!existsSync(path.join(ROOT, 'dist', 'cli.js'))) throw new Error('dist/ is missing: npm run build first');
   return startProc(name, bin, [
     '--upstream', `http://127.0.0.1:${upstreamPort}`,
