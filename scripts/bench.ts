@@ -87,8 +87,12 @@ async function main(): Promise<void> {
   // Warm-up, not measured: connections, JIT, first-use paths; downloads verified by digest.
   for (const p of paths) {
     const blob = makeBlob(Math.min(64, SIZE_MIB), `warm-${p}`);
-    await upload(base[p]!, blob);
-    await download(base[p]!, blob, true);
+    try {
+      await upload(base[p]!, blob);
+      await download(base[p]!, blob, true);
+    } catch (err) {
+      throw new Error(`warm-up through ${p}: ${(err as Error).message}`, { cause: err });
+    }
     await dropBlob(base.direct!, registry.dataDir, blob);
   }
   const fixture: Fixture = await setupFixture(base.direct!, base.regshim!);

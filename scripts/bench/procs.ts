@@ -77,8 +77,9 @@ export function logTail(proc: Proc): string {
   }
 }
 
+/** The last log lines of every process, for a failure report. */
 export function exitedLogs(): string {
-  return procs.filter((p) => p.exited).map((p) => `${p.name} had exited; its log:\n${logTail(p)}`).join('\n');
+  return procs.map((p) => `--- ${p.name}${p.exited ? ' (had exited)' : ''}:\n${logTail(p)}`).join('\n');
 }
 
 let cleaned = false;

@@ -122,10 +122,12 @@ export function startGoProxy(tmpDir: string, binary: string, port: number, upstr
  */
 export function startRegshim(name: string, tmpDir: string, port: number, upstreamPort: number, extraArgs: string[] = [], bin = path.join(ROOT, 'bin', 'regshim.js')): Proc {
   if (!existsSync(path.join(ROOT, 'dist', 'cli.js'))) throw new Error('dist/ is missing: npm run build first');
+  // The shebang runs the first node on PATH: make it this Node 24, however the bench was started.
+  const env = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` };
   return startProc(name, bin, [
     '--upstream', `http://127.0.0.1:${upstreamPort}`,
     '--listen', `127.0.0.1:${port}`,
     '--log-level', 'warn',
     ...extraArgs,
-  ], tmpDir);
+  ], tmpDir, env);
 }

@@ -25,6 +25,12 @@ function release(chunk: unknown): void {
   if (!Buffer.isBuffer(chunk)) return;
   const memory = chunk.buffer;
   if (!(memory instanceof ArrayBuffer) || chunk.byteOffset !== 0 || chunk.byteLength !== memory.byteLength || memory.byteLength < 4096) return;
-  // transfer(0) detaches it: V8 frees the old backing store now instead of at the next major GC.
-  memory.transfer(0);
+  // transfer(0) detaches it: V8 frees the old backing store now instead of at the next major
+  // GC. Node 20 has no transfer(), and a buffer may refuse to detach: then it stays as it is.
+  if (typeof memory.transfer !== 'function') return;
+  try {
+    memory.transfer(0);
+  } catch {
+    // not detachable: the garbage collector frees it as before
+  }
 }

@@ -44,4 +44,27 @@ describe('releaseWrittenChunks', () => {
     expect(owned.map((b) => b.buffer.byteLength)).toEqual([0, 0]);
     expect([view.length, slab.length, small.toString()]).toEqual([59_000, 128 * 1024, 'tail']);
   });
+
+  it('leaves buffers as they are, without failing, where ArrayBuffer has no transfer() (Node 20)', async () => {
+    const transfer = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'transfer')!;
+    delete (ArrayBuffer.prototype as { transfer?: unknown }).transfer;
+    try {
+      const chunk = Buffer.from(randomBytes(64 * 1024));
+      const answer = await new Promise<string>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method: 'PUT', agent: false }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(text));
+        });
+        req.on('error', reject);
+        releaseWrittenChunks(req);
+        req.write(chunk);
+        req.end();
+      });
+      expect(answer).toBe(sha(chunk));
+      expect(chunk.length).toBe(64 * 1024); // not released: left to the garbage collector
+    } finally {
+      Object.defineProperty(ArrayBuffer.prototype, 'transfer', transfer);
+    }
+  });
 });
