@@ -25,7 +25,7 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
     .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))
-    .addOption(new Option('--workers <n>', `processes serving requests, or auto: one per CPU, at most ${DEFAULTS.maxAutoWorkers} (default auto)`).env('REGSHIM_WORKERS'));
+    .addOption(new Option('--workers <n>', `processes serving requests, or auto: one per CPU, at most ${DEFAULTS.maxAutoWorkers} (default ${DEFAULTS.workers})`).env('REGSHIM_WORKERS'));
 }
 
 async function serve(raw: RawConfig): Promise<void> {

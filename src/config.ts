@@ -58,8 +58,8 @@ export const DEFAULTS = {
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
-  /** 'auto': one per CPU, at most 4 (README, Performance). */
-  workers: 'auto',
+  /** One process measured best on 2 shared cores (README, Performance); 'auto': one per CPU, at most 4. */
+  workers: '1',
   maxAutoWorkers: 4,
 };
 

@@ -7,6 +7,7 @@
 // idle timeouts, Location rewriting, keep-alive. Every other request goes through the proxy.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net from 'node:net';
+import { release } from './release-written.js';
 import { type BodyFraming, type ResponseHead, ChunkedDecoder, HeadParser, framingOf } from './relay-http.js';
 
 export type { ResponseHead };
@@ -68,6 +69,7 @@ export class BlobRelay {
 
   private give(buffer: Buffer): void {
     if (this.free.length < POOL_KEEP) this.free.push(buffer);
+    else release(buffer); // now, not at V8's next full collection
   }
 
   private connect(): Conn {

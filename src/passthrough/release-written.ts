@@ -20,7 +20,11 @@ export function releaseWrittenChunks(proxyReq: ClientRequest): void {
   } as ClientRequest['write'];
 }
 
-function release(chunk: unknown): void {
+/**
+ * Hands a buffer's memory back now, when the buffer owns all of it and nothing will read it
+ * again; otherwise leaves it to the garbage collector.
+ */
+export function release(chunk: unknown): void {
   // Only a buffer that owns its whole memory: a view of shared memory must stay as it is.
   if (!Buffer.isBuffer(chunk)) return;
   const memory = chunk.buffer;

@@ -11,7 +11,7 @@ describe('parseConfig', () => {
     expect(config.maxManifestBytes).toBe(4 * 1024 * 1024);
     expect(config.indexMediaType).toBe(DEFAULTS.indexMediaType);
     expect(config.logLevel).toBe('info');
-    expect(config.workers).toBe(Math.min(availableParallelism(), 4));
+    expect(config.workers).toBe(1);
     expect(Object.isFrozen(config)).toBe(true);
   });
 
