@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   const fixture: Fixture = await setupFixture(base.direct!, base.regshim!);
   const cases = smallCases(QUICK);
   for (const c of cases) {
-    for (const p of paths) load(goLoad, `${c.cold ? coldBase : base[p]}${c.path(p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim', fixture)}`, c.method, 4, 0.3);
+    for (const p of paths) await load(goLoad, `${c.cold ? coldBase : base[p]}${c.path(p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim', fixture)}`, c.method, 4, 0.3);
   }
 
   const streams: Figures = {};
@@ -134,8 +134,8 @@ async function main(): Promise<void> {
         const side = p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim';
         if (c.cold && side === 'regshim' && p !== 'regshim') continue; // one cold regshim
         const url = `${c.cold && side === 'regshim' ? coldBase : base[p]}${c.path(side, fixture)}`;
-        const many = load(goLoad, url, c.method, 32, SMALL_SECONDS);
-        const one = load(goLoad, url, c.method, 1, SMALL_SECONDS);
+        const many = await load(goLoad, url, c.method, 32, SMALL_SECONDS);
+        const one = await load(goLoad, url, c.method, 1, SMALL_SECONDS);
         const slot = ((small[c.name] ??= {})[p] ??= { rps: [], p50ms: [], p99ms: [] });
         slot.rps.push(many.rps);
         slot.p50ms.push(one.p50ms);

@@ -1,6 +1,7 @@
 // Small requests: a plain manifest, a converted cache by tag and by digest, a small blob;
 // HEAD and GET; rate at 32 connections and latency at one, measured by bench/goload.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
 import { expectStatus, pushSmall, smallRequest } from './transfer.ts';
 
@@ -94,12 +95,13 @@ export interface LoadResult {
   p99ms: number;
 }
 
-/** One goload run; fails on any error or unexpected status, so a wrong answer never counts. */
-export function load(goload: string, url: string, method: string, connections: number, seconds: number): LoadResult {
-  const out = execFileSync(goload, ['-url', url, '-method', method, '-c', String(connections), '-d', `${seconds}s`, '-H', `Accept: ${ACCEPT}`], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+/**
+ * One goload run; fails on any error or unexpected status, so a wrong answer never counts.
+ * Asynchronous on purpose: a blocked event loop would miss the servers closing this
+ * process's idle keep-alive sockets, and the next upload would write into a closed one.
+ */
+export async function load(goload: string, url: string, method: string, connections: number, seconds: number): Promise<LoadResult> {
+  const { stdout: out } = await promisify(execFile)(goload, ['-url', url, '-method', method, '-c', String(connections), '-d', `${seconds}s`, '-H', `Accept: ${ACCEPT}`], { encoding: 'utf8' });
   const r = JSON.parse(out) as LoadResult & { errors: number; firstError: string; requests: number };
   if (r.errors > 0 || r.requests === 0) throw new Error(`${method} ${url} at c=${connections}: ${r.errors} errors of ${r.requests} (${r.firstError})`);
   return { rps: r.rps, p50ms: r.p50ms, p99ms: r.p99ms };
