@@ -47,8 +47,8 @@ export async function startHarness(): Promise<Harness> {
     const registry = await cleanup.track(startRegistry());
     const wire = await cleanup.track(startCountingProxy(registry.url));
     const shim = await cleanup.track(startShim(wire.url, { logLevel: 'warn' }));
-    // A request unanswered for 10 s is a finding (a hang), not a stuck run.
-    const pool = new Pool(shim.url, { connections: 16, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    // A request unanswered for 5 s is a finding (a hang), not a stuck run.
+    const pool = new Pool(shim.url, { connections: 16, pipelining: 1, headersTimeout: 5_000, bodyTimeout: 5_000 });
     const [host, port] = [shim.host.split(':')[0] ?? '127.0.0.1', Number(shim.host.split(':')[1])];
     const upstreamSince = (mark: number) => wire.requests.slice(mark);
 
@@ -125,11 +125,21 @@ export async function explore<T>(opts: {
   const one = async (value: T): Promise<void> => {
     const caseNo = runs++;
     let problem: string | undefined;
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      problem = await opts.run(value, caseNo);
+      // A case that hangs is a finding, and must not stall the run.
+      const hang = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve('no answer within 6 s'), 6_000);
+      });
+      problem = await Promise.race([opts.run(value, caseNo), hang]);
     } catch (err) {
       problem = `the client saw an error: ${(err as Error).message}`;
+    } finally {
+      clearTimeout(timer);
     }
+    const seconds = (performance.now() - started) / 1000;
+    if (problem === undefined && seconds > 4) problem = `answered only after ${seconds.toFixed(1)} s`;
     if (problem === undefined) return;
     const key = `${opts.group?.(value) ?? ''} ${problem.replace(/\d+/g, 'N').slice(0, 200)}`;
     const seen = findings.get(key);
