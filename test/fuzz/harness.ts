@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import fc from 'fast-check';
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import { Cleanup } from '../support/cleanup.js';
 import { type CountingProxy, type Recorded, startCountingProxy } from '../support/counting-proxy.js';
 import { type Registry, startRegistry } from '../support/registry.js';
@@ -59,9 +59,16 @@ export async function startHarness(): Promise<Harness> {
       escaped,
       async send(method, path, headers = {}, body) {
         const mark = wire.requests.length;
-        const res = await pool.request({ method: method as 'GET', path, headers, body: body ?? null });
-        const bytes = Buffer.from(await res.body.arrayBuffer());
-        return { status: res.statusCode, headers: res.headers, body: bytes, upstream: upstreamSince(mark) };
+        // A connection of its own: a case that leaves its connection in a bad state must not
+        // take the next case down with it.
+        const client = new Client(shim.url, { headersTimeout: 5_000, bodyTimeout: 5_000 });
+        try {
+          const res = await client.request({ method: method as 'GET', path, headers, body: body ?? null });
+          const bytes = Buffer.from(await res.body.arrayBuffer());
+          return { status: res.statusCode, headers: res.headers, body: bytes, upstream: upstreamSince(mark) };
+        } finally {
+          void client.destroy().catch(() => undefined);
+        }
       },
       raw(bytes) {
         const mark = wire.requests.length;
@@ -118,6 +125,8 @@ export async function explore<T>(opts: {
   describe: (value: T) => string;
   run: (value: T, caseNo: number) => Promise<string | undefined>;
   group?: (value: T) => string;
+  /** Stop generating after this long (the report says how many cases ran). */
+  timeLimitMs?: number;
 }): Promise<{ runs: number; findings: Map<string, Finding>; report: string }> {
   const concurrency = opts.concurrency ?? 1;
   const findings = new Map<string, Finding>();
@@ -150,7 +159,11 @@ export async function explore<T>(opts: {
     fc.asyncProperty(fc.array(opts.arb, { minLength: concurrency, maxLength: concurrency }), async (batch) => {
       await Promise.all(batch.map(one));
     }),
-    { seed: SEED, numRuns: Math.max(1, Math.ceil((opts.numRuns * SCALE) / concurrency)) },
+    {
+      seed: SEED,
+      numRuns: Math.max(1, Math.ceil((opts.numRuns * SCALE) / concurrency)),
+      ...(opts.timeLimitMs ? { interruptAfterTimeLimit: opts.timeLimitMs, markInterruptAsFailure: false } : {}),
+    },
   );
   const report = [...findings.values()].map((f) => `- ${f.count}x ${f.example}`).join('\n');
   return { runs, findings, report: report === '' ? '' : `seed ${SEED} (replay with FUZZ_SEED=${SEED}), ${runs} runs:\n${report}` };

@@ -66,6 +66,7 @@ describe('fuzzing', () => {
       arb,
       numRuns: 3_000,
       concurrency: 8,
+      timeLimitMs: 60_000,
       describe: (v) => `${v.method} ${v.path} ${JSON.stringify(v.headers).slice(0, 600)} body ${v.body}`,
       group: (v) => `${v.method} ${v.path.replace(/sha256:\w+/, 'DIGEST')}`,
       run: async (v) => {
@@ -103,6 +104,7 @@ describe('fuzzing', () => {
       arb,
       numRuns: 3_000,
       concurrency: 8,
+      timeLimitMs: 60_000,
       describe: (v) => `${v.method} ${v.target.slice(0, 400)}${v.body ? ' with a body' : ''}`,
       group: (v) => `${v.method.toUpperCase() === 'HEAD' ? 'HEAD' : 'other'} ${/^https?:/.test(v.target) ? 'absolute-form' : 'origin-form'}`,
       run: async (v) => {
@@ -141,6 +143,7 @@ describe('fuzzing', () => {
       arb,
       numRuns: 2_000,
       concurrency: 8,
+      timeLimitMs: 60_000,
       describe: (v) => `${v.method} /v2/${REPO}/${v.where}/${v.digest}`,
       group: (v) => `${v.method} ${v.where}`,
       run: async (v) => {
