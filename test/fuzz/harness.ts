@@ -32,7 +32,7 @@ export interface Harness {
   /** Errors that escaped: uncaught exceptions and unhandled rejections in this process. */
   escaped: unknown[];
   send(method: string, path: string, headers?: Record<string, string>, body?: Buffer): Promise<Answer>;
-  /** Raw bytes on a fresh connection; resolves everything answered before close (or 5 s). */
+  /** Raw bytes on a fresh connection; resolves everything answered before close (or 3 s of silence). */
   raw(bytes: string): Promise<{ text: string; upstream: Recorded[] }>;
   stop(): Promise<void>;
 }
@@ -77,7 +77,7 @@ export async function startHarness(): Promise<Harness> {
           const socket = net.connect(port, host, () => socket.write(bytes, 'latin1'));
           const chunks: Buffer[] = [];
           socket.on('data', (d: Buffer) => chunks.push(d));
-          socket.setTimeout(5_000, () => socket.destroy());
+          socket.setTimeout(3_000, () => socket.destroy());
           socket.on('close', () => resolve({ text: Buffer.concat(chunks).toString('latin1'), upstream: upstreamSince(mark) }));
           socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' || err.code === 'EPIPE' ? undefined : reject(err)));
         });

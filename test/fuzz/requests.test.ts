@@ -114,6 +114,8 @@ describe('fuzzing', () => {
         const status = /^HTTP\/1\.1 (\d{3}) /.exec(text)?.[1];
         const escaped = escapedOrOwn(0, Buffer.alloc(0), []);
         if (escaped) return escaped;
+        // Node closes a CONNECT nobody handles without an answer: a refusal, and all regshim needs.
+        if (status === undefined && v.method === 'CONNECT' && text === '') return undefined;
         if (status === undefined) return `no HTTP answer before the connection closed (got ${JSON.stringify(text.slice(0, 80))})`;
         const answerBody = Buffer.from(text.slice(text.indexOf('\r\n\r\n') + 4), 'latin1');
         return escapedOrOwn(Number(status), answerBody, upstream);
