@@ -150,7 +150,8 @@ export async function explore<T>(opts: {
     const seconds = (performance.now() - started) / 1000;
     if (problem === undefined && seconds > 4) problem = `answered only after ${seconds.toFixed(1)} s`;
     if (problem === undefined) return;
-    const key = `${opts.group?.(value) ?? ''} ${problem.replace(/\d+/g, 'N').slice(0, 200)}`;
+    // Grouped without numbers, and without the upstream answers of cases running at the same time.
+    const key = `${opts.group?.(value) ?? ''} ${problem.replace(/ while the upstream answered [^:]*/, '').replace(/\d+/g, 'N').slice(0, 200)}`;
     const seen = findings.get(key);
     if (seen) seen.count++;
     else findings.set(key, { count: 1, example: `${problem}\n    case: ${opts.describe(value)}` });
