@@ -52,7 +52,8 @@ export function createPutHandler(ctx: CacheContext) {
 
   /** Uploads the exact index bytes as a blob of the repository, unless it is there already. */
   async function storeIndexBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
-    const head = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
+    const exists = () => call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
+    const head = await exists();
     if (head.status === 200) return undefined;
     // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
     // client's own manifest PUT would have.
@@ -69,7 +70,11 @@ export function createPutHandler(ctx: CacheContext) {
       headers: clientHeaders(req, { 'content-type': 'application/octet-stream' }),
       body: bytes,
     });
-    return put.status === 201 ? undefined : put;
+    if (put.status === 201) return undefined;
+    // Two pushes of one new cache upload the same blob at once, and distribution fails the
+    // losing commit (400 DIGEST_INVALID, or 500): the blob is there all the same.
+    if ((await exists()).status === 200) return undefined;
+    return put;
   }
 
   async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, cache: PreparedCache): Promise<void> {

@@ -83,6 +83,25 @@ describe('32 writers and 32 readers on one tag for 10 s', () => {
   }, 180_000);
 });
 
+describe('one new cache pushed by many builds at once', () => {
+  // distribution itself races on identical concurrent manifest PUTs (it rewrites the same
+  // files in place) and refuses some with 400: that answer passes back unchanged, as it would
+  // directly. What regshim adds, the index-blob upload, must never be what fails.
+  it('no push fails on the index-blob upload, though only one upload can win', async () => {
+    const repo = 'load/same';
+    await pushBlobs(registry.url, repo, index.blobs.values());
+    const shim = await cleanup.track(startShim(registry.url, { logLevel: 'warn' }));
+    for (let round = 0; round < 5; round++) {
+      const bytes = variant(`same-${round}`);
+      const answers = await Promise.all(Array.from({ length: 24 }, () => putManifest(shim.url, repo, `cache-${round}`, bytes, OCI_INDEX)));
+      expect(answers.filter((r) => r.status !== 201 && r.status !== 400).map((r) => `${r.status} ${r.bytes.toString()}`)).toEqual([]);
+      expect(shim.logs.filter((l) => l.msg === 'upstream refused the index blob; nothing was converted')).toEqual([]);
+      expect(answers.filter((r) => r.status === 201).length).toBeGreaterThan(0);
+      expect((await getManifest(shim.url, repo, `cache-${round}`)).bytes.equals(bytes)).toBe(true);
+    }
+  });
+});
+
 describe('upstream connections are bounded (--upstream-connections)', () => {
   let wire: CountingProxy;
   let shim: RunningShim;
