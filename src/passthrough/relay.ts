@@ -1,4 +1,4 @@
-// Blob downloads (GET) from a plain-http upstream, relayed socket to socket: the response
+// GETs (blob downloads above all) from a plain-http upstream, relayed socket to socket: the response
 // head is parsed here, and the body goes from the upstream socket to the client through a
 // few reused buffers, past Node's HTTP client, which would copy every chunk into a fresh
 // buffer that V8 frees late. That halves the CPU and the peak memory of a download
