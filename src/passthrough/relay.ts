@@ -147,8 +147,10 @@ export class BlobRelay {
 
     const failed = (err: Error | undefined) => {
       if (done) return;
-      // A kept-alive socket the upstream closed as it was reused: try once on a new one (GET is safe).
-      if (reused && !gotBytes && !res.headersSent && !res.destroyed) {
+      // A kept-alive socket the upstream closed as it was reused: try once on a new one (GET is
+      // safe). Not after a timeout: the upstream had its time.
+      const timedOut = (err as NodeJS.ErrnoException | undefined)?.code === 'UPSTREAM_TIMEOUT';
+      if (reused && !gotBytes && !timedOut && !res.headersSent && !res.destroyed) {
         done = true;
         res.off('close', clientLeft);
         socket.destroy();
