@@ -1,4 +1,4 @@
-// Blob downloads (GET) from a plain-http upstream, relayed socket to socket: the response
+// GETs (blob downloads above all) from a plain-http upstream, relayed socket to socket: the response
 // head is parsed here, and the body goes from the upstream socket to the client through a
 // few reused buffers, past Node's HTTP client, which would copy every chunk into a fresh
 // buffer that V8 frees late. That halves the CPU and the peak memory of a download
@@ -170,8 +170,10 @@ export class BlobRelay {
 
     const failed = (err: Error | undefined) => {
       if (done) return;
-      // A kept-alive socket the upstream closed as it was reused: try once on a new one (GET is safe).
-      if (reused && !gotBytes && !res.headersSent && !res.destroyed) {
+      // A kept-alive socket the upstream closed as it was reused: try once on a new one (GET is
+      // safe). Not after a timeout: the upstream had its time.
+      const timedOut = (err as NodeJS.ErrnoException | undefined)?.code === 'UPSTREAM_TIMEOUT';
+      if (reused && !gotBytes && !timedOut && !res.headersSent && !res.destroyed) {
         done = true;
         res.off('close', clientLeft);
         socket.destroy();

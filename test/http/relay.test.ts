@@ -33,6 +33,7 @@ const answers: Record<string, (socket: net.Socket) => void> = {
   '/v2/r/blobs/garbage': (s) => s.write('HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n'),
   '/v2/r/blobs/smuggle': (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'),
   '/v2/r/blobs/redirect': (s) => s.write(`HTTP/1.1 307 Temporary Redirect\r\nLocation: ${upstreamUrl}/v2/r/blobs/length\r\nContent-Length: 0\r\n\r\n`),
+  '/v2/r/blobs/silent': () => undefined,
   '/v2/r/blobs/big': (s) => {
     bigSocket = s;
     const piece = Buffer.alloc(1024 * 1024, 1);
@@ -183,6 +184,17 @@ describe('blob relay', () => {
       setTimeout(() => resolve(false), 2000);
     });
     expect(closed).toBe(true);
+  });
+
+  it('answers 504 when the upstream is silent, without retrying on a new connection', async () => {
+    const impatient = await cleanup.track(startShim(upstreamUrl, { upstreamTimeout: '0.3' }));
+    const get2 = (path: string) => fetch(`${impatient.url}${path}`).then(async (r) => ({ status: r.status, body: await r.text() }));
+    expect((await get2('/v2/r/blobs/interim')).status).toBe(200); // leaves a kept-alive connection
+    const before = connections;
+    const res = await get2('/v2/r/blobs/silent');
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.body).errors[0].code).toBe('UPSTREAM_TIMEOUT');
+    expect(connections).toBe(before);
   });
 
   it('holds the upstream back while the client does not read (back-pressure)', async () => {
