@@ -6,6 +6,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FaultyUpstream, startFaultyUpstream } from '../support/faulty-upstream.js';
 import { Cleanup } from '../support/cleanup.js';
+import { trickleUpload } from '../support/blobs.js';
 import { freePort, waitFor } from '../support/processes.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim } from '../support/regshim.js';
@@ -127,21 +128,7 @@ describe('client timeouts', () => {
   it('lets a slow upload run longer than the idle timeout as long as bytes keep coming', async () => {
     const post = await request(idle.url).post('/v2/slow/blobs/uploads/').expect(202);
     const started = performance.now();
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = http.request(new URL(post.headers.location as string), { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', reject);
-      let sent = 0;
-      const tick = setInterval(() => {
-        req.write(Buffer.alloc(1024, sent));
-        if (++sent === 8) {
-          clearInterval(tick);
-          req.end();
-        }
-      }, 300);
-    });
+    const status = await trickleUpload(post.headers.location as string, 8, 300);
     expect(status).toBe(202);
     expect(performance.now() - started).toBeGreaterThan(2000);
   });

@@ -5,6 +5,7 @@ import net from 'node:net';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cleanup } from '../support/cleanup.js';
+import { trickleUpload } from '../support/blobs.js';
 import { type CountingProxy, startCountingProxy } from '../support/counting-proxy.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim } from '../support/regshim.js';
@@ -312,21 +313,7 @@ describe('no whole-request deadline', () => {
   it('takes an upload body that keeps coming for longer than a shortened deadline', async () => {
     const post = await request(slow.url).post('/v2/pt/slow/blobs/uploads/').expect(202);
     const started = performance.now();
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = http.request(new URL(post.headers.location as string), { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', reject);
-      let sent = 0;
-      const tick = setInterval(() => {
-        req.write(Buffer.alloc(1024, sent));
-        if (++sent === 10) {
-          clearInterval(tick);
-          req.end();
-        }
-      }, 300);
-    });
+    const status = await trickleUpload(post.headers.location as string, 10, 300);
     expect(status).toBe(202);
     expect(performance.now() - started).toBeGreaterThan(2_500);
   });

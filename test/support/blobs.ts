@@ -1,5 +1,6 @@
 // Pushing blobs and manifests over plain HTTP, for tests that set up a registry's content.
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 
 export const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -45,4 +46,23 @@ export async function getManifest(base: string, repo: string, ref: string, opts:
     headers: { accept: opts.accept ?? ALL_MANIFEST_TYPES, ...opts.headers },
   });
   return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** PATCHes `pieces` KiB to an upload URL, one every `gapMs`, as a slow client does; resolves the status. */
+export function trickleUpload(url: string, pieces: number, gapMs: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const req = http.request(new URL(url), { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    let sent = 0;
+    const tick = setInterval(() => {
+      req.write(Buffer.alloc(1024, sent));
+      if (++sent === pieces) {
+        clearInterval(tick);
+        req.end();
+      }
+    }, gapMs);
+  });
 }
