@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the e2e tests run against: distribution's registry, containerd + ctr,
-# skopeo, nginx, and an extracted (not installed) dockerd 20.10 from Debian's docker.io.
+# skopeo, nginx, the ECR credential helper, and an extracted (not installed) dockerd 20.10 from Debian's docker.io.
 # Idempotent; starts no service and leaves no nginx running.
 set -euo pipefail
 
@@ -45,15 +45,15 @@ stop_system_nginx() {
 }
 
 missing=()
-for c in docker-registry containerd ctr skopeo nginx openssl; do
+for c in docker-registry containerd ctr skopeo nginx openssl docker-credential-ecr-login; do
   # /usr/sbin is not on every user's PATH, and nginx lives there.
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("$c")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_update_once
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker-registry containerd skopeo nginx-light openssl >/dev/null
-  echo "installed docker-registry containerd skopeo nginx-light openssl (missing: ${missing[*]})"
+    docker-registry containerd skopeo nginx-light openssl amazon-ecr-credential-helper >/dev/null
+  echo "installed docker-registry containerd skopeo nginx-light openssl amazon-ecr-credential-helper (missing: ${missing[*]})"
   stop_system_nginx
 else
   echo "docker-registry, containerd, ctr, skopeo, nginx, openssl already present"

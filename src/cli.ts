@@ -23,10 +23,27 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
-    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'));
+    .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))
+    .addOption(new Option('--docker-config <dir>', "Docker config folder (or config.json) with regshim's upstream credentials (default $DOCKER_CONFIG)").env('REGSHIM_DOCKER_CONFIG'))
+    .addOption(new Option('--upstream-username <name>', 'username for the upstream; the password comes from --upstream-password-file or REGSHIM_UPSTREAM_PASSWORD').env('REGSHIM_UPSTREAM_USERNAME'))
+    .addOption(new Option('--upstream-password-file <file>', 'file holding the upstream password or token (a mounted Secret)').env('REGSHIM_UPSTREAM_PASSWORD_FILE'))
+    .addOption(new Option('--credential-helper-timeout <seconds>', 'give up on a docker-credential helper after this long (default 10)').env('REGSHIM_CREDENTIAL_HELPER_TIMEOUT'))
+    .addOption(new Option('--auth-htpasswd <file>', 'require clients to log in with a user of this htpasswd file (bcrypt)').env('REGSHIM_AUTH_HTPASSWD'))
+    .addOption(
+      new Option('--allow-repository <glob>', 'reach only repositories matching this glob (repeatable, or comma-separated)')
+        .env('REGSHIM_ALLOW_REPOSITORY')
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+    )
+    .addOption(new Option('--allow-unauthenticated', 'listen beyond loopback with upstream credentials and no --auth-htpasswd (env REGSHIM_ALLOW_UNAUTHENTICATED=1)'));
 }
 
-async function serve(raw: RawConfig): Promise<void> {
+async function serve(opts: RawConfig): Promise<void> {
+  const raw: RawConfig = {
+    ...opts,
+    dockerConfigEnv: process.env.DOCKER_CONFIG,
+    upstreamPassword: process.env.REGSHIM_UPSTREAM_PASSWORD,
+    allowUnauthenticated: opts.allowUnauthenticated ?? process.env.REGSHIM_ALLOW_UNAUTHENTICATED,
+  };
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
   const shim = createServer(config);
   await shim.listen();

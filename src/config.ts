@@ -1,9 +1,10 @@
+import { type AuthConfig, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-export interface Config {
+export interface Config extends AuthConfig {
   /** The registry regshim fronts, origin only (http: or https:). */
   readonly upstream: URL;
   readonly listenHost: string;
@@ -32,7 +33,7 @@ export class ConfigError extends Error {
 }
 
 /** Raw settings, as strings, from flags or environment; undefined means "use the default". */
-export interface RawConfig {
+export interface RawConfig extends RawAuthConfig {
   upstream?: string | undefined;
   listen?: string | undefined;
   upstreamCa?: string | undefined;
@@ -90,6 +91,7 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     indexMediaType,
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
+    ...parseAuthConfig(raw, upstream, listenHost, (path) => files.read(path), (message) => new ConfigError(message)),
   });
 }
 

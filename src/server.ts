@@ -5,6 +5,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { createGate } from './access/gate.js';
 import { DigestMap } from './cache/digest-map.js';
 import { UpstreamAnswer } from './cache/exchange.js';
 import { createManifestHandlers } from './cache/manifests.js';
@@ -13,8 +14,9 @@ import { trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger } from './observability/log.js';
 import { createMetrics } from './observability/metrics.js';
 import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
+import { UpstreamAuth } from './registry/auth/upstream-auth.js';
 import { OciError, sendOciError } from './registry/errors.js';
-import { parseRoute } from './registry/routes.js';
+import { type Route, parseRoute } from './registry/routes.js';
 import { Upstream } from './registry/upstream.js';
 
 export interface RegShim {
@@ -38,8 +40,20 @@ const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 export function createServer(config: Config, options: ServerOptions = {}): RegShim {
   const log = createLogger(config.logLevel, options.logDestination);
   const metrics = createMetrics();
-  const upstream = new Upstream(config);
-  const passthrough = createPassthrough(config, log, metrics);
+  const auth = config.upstreamCredentials
+    ? new UpstreamAuth({
+        upstream: config.upstream,
+        spec: config.upstreamCredentials,
+        upstreamCa: config.upstreamCa,
+        timeoutMs: config.upstreamTimeoutMs,
+        helperTimeoutMs: config.credentialHelperTimeoutMs,
+        log,
+        metrics,
+      })
+    : undefined;
+  const gate = createGate(config.access, metrics);
+  const upstream = new Upstream(config, auth);
+  const passthrough = createPassthrough(config, log, metrics, auth);
   const map = new DigestMap(config.cacheMaxBytes, {
     hit: (kind, digest) => {
       metrics.digestMap.inc({ result: 'hit' });
@@ -59,6 +73,12 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
+    if (auth) {
+      const problem = await auth.check().then(() => undefined, (err: Error) => err.message);
+      if (problem === undefined) res.json({ status: 'ready' });
+      else sendOciError(res, new OciError('UNAVAILABLE', `upstream credentials from ${auth.describe()} do not work: ${problem}`));
+      return;
+    }
     const ready = await upstream
       .request({ method: 'GET', path: '/v2/', headers: {}, maxBodyBytes: 1 << 16 })
       .then((r) => r.status === 200 || r.status === 401, () => false);
@@ -89,6 +109,21 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     const route = parseRoute(pathname);
     trackRequest(req, res, route, log, metrics, OWN_PATHS.has(pathname) ? 'debug' : 'info');
     if (refuseBodyOnDelete(req, res)) return;
+    if (!gate || OWN_PATHS.has(pathname)) return dispatch(req, res, route, pathname);
+    gate(req, res, route, new URLSearchParams(q === -1 ? '' : url.slice(q + 1))).then(
+      (allowed) => {
+        if (!allowed) return;
+        // Credentials for regshim are not the upstream's business.
+        if (config.access.htpasswd) delete req.headers.authorization;
+        dispatch(req, res, route, pathname);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'access check failed');
+        sendOciError(res, new OciError('UNKNOWN', 'regshim failed to check this request'), req.method);
+      },
+    );
+  };
+  const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, pathname: string): void => {
     if (route.kind === 'manifest' || OWN_PATHS.has(pathname)) app(req, res);
     else passthrough(req, res);
   };
@@ -120,6 +155,13 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
           const url = new URL(`${config.tlsCert ? 'https' : 'http'}://${host}:${address.port}`);
           log.info({ url: url.origin, upstream: config.upstream.origin }, 'listening');
           resolve(url);
+          if (auth) {
+            // Learn the upstream's challenge now, and say at once when credentials don't work.
+            auth.check().then(
+              () => log.info({ credentials: auth.describe() }, 'upstream credentials accepted'),
+              (err: Error) => log.error({ credentials: auth.describe(), problem: err.message }, 'upstream credentials do not work; /readyz fails until they do'),
+            );
+          }
         });
       }),
     close: () => (closing ??= stop()),
@@ -136,6 +178,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     clearTimeout(grace);
     passthrough.close();
     await upstream.close();
+    await auth?.close();
   }
 }
 

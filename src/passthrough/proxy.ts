@@ -4,11 +4,15 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
+import { INBOUND_REALM } from '../access/gate.js';
 import type { Config } from '../config.js';
 import { addUpstreamTime } from '../observability/access-log.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
+import { scopeOfPath } from '../registry/auth/scope.js';
+import type { UpstreamAuth } from '../registry/auth/upstream-auth.js';
 import { OciError, sendOciError } from '../registry/errors.js';
+import { upstreamAuthorization } from '../registry/upstream.js';
 import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
 
 export interface Passthrough {
@@ -17,8 +21,10 @@ export interface Passthrough {
 }
 
 const TIMEOUT = 'UPSTREAM_TIMEOUT';
+/** The scopes each request's upstream credentials were had for, to drop them after a 401. */
+const authScopes = new WeakMap<IncomingMessage, string[]>();
 
-export function createPassthrough(config: Config, log: Logger, metrics: Metrics): Passthrough {
+export function createPassthrough(config: Config, log: Logger, metrics: Metrics, auth?: UpstreamAuth): Passthrough {
   const tlsUpstream = config.upstream.protocol === 'https:';
   // Keep-alive: a connection per request costs a third of the small-request rate.
   const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, scheduling: 'lifo' as const };
@@ -46,6 +52,13 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
+    const scopes = authScopes.get(req);
+    if (auth && scopes && proxyRes.statusCode === 401) {
+      // A streamed body cannot be replayed: drop what was refused so the client's retry gets
+      // fresh credentials; a client that logs in to regshim is told to do so again.
+      auth.invalidate(scopes, proxyRes.headers['www-authenticate']);
+      if (config.access.htpasswd) proxyRes.headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
+    }
     rewriteResponseHeaders(proxyRes.headers, config.upstream, publicOrigin(req.headers, tlsClients, fallbackHost));
     // An upstream that dies mid-body: end the client's response at once, don't let it hang.
     proxyRes.once('close', () => {
@@ -71,7 +84,24 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
     delete req.headers.expect;
-    proxy.web(req, res);
+    if (!auth) {
+      proxy.web(req, res);
+      return;
+    }
+    // The header is had before the request goes: its body streams and cannot be sent twice.
+    const scopes = scopeOfPath(req.method ?? 'GET', req.url ?? '/');
+    delete req.headers.authorization;
+    upstreamAuthorization(auth, scopes).then(
+      (authorization) => {
+        if (authorization !== undefined) req.headers.authorization = authorization;
+        authScopes.set(req, scopes);
+        proxy.web(req, res);
+      },
+      (err: OciError) => {
+        log.warn({ err: { code: err.code, message: err.message }, method: req.method }, 'no upstream credentials for a request');
+        sendOciError(res, err, req.method);
+      },
+    );
   };
   return Object.assign(handler, {
     close: () => {
