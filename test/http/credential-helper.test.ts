@@ -1,0 +1,72 @@
+// A docker-credential helper named by a Docker config's credHelpers, for the upstream's
+// host: run once for a cold burst, again when its credentials go stale.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import bcrypt from 'bcryptjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AuthedUpstream, type UpstreamAuthKind, secretsOf, startAuthedUpstream } from '../support/auth-upstream.js';
+import { Cleanup } from '../support/cleanup.js';
+import { type RunningShim, startShim } from '../support/regshim.js';
+import { type StubHelper, makeStubHelper } from '../support/stub-credential-helper.js';
+
+describe.each<UpstreamAuthKind>(['token', 'basic'])('credential helper in front of %s auth', (kind) => {
+  const cleanup = new Cleanup();
+  let up: AuthedUpstream;
+  let helper: StubHelper;
+  let shim: RunningShim;
+  let dir: string;
+  let burst: Promise<number[]>;
+  const savedPath = process.env.PATH;
+
+  beforeAll(async () => {
+    dir = await cleanup.tempDir('regshim-helper-');
+    up = await cleanup.track(startAuthedUpstream(kind, dir));
+    helper = await makeStubHelper(dir, { host: up.registry.host, username: up.username, password: up.password, delaySeconds: 0.5 });
+    process.env.PATH = `${helper.binDir}:${savedPath}`;
+    const configDir = join(dir, 'docker');
+    await mkdir(configDir);
+    // regshim's own name (127.0.0.1:<its port>) would be a different key: only the upstream's counts.
+    await writeFile(join(configDir, 'config.json'), JSON.stringify({ credHelpers: { [up.registry.host]: helper.name } }));
+    shim = await cleanup.track(startShim(up.registry.url, { dockerConfig: configDir }));
+    // A cold burst of 50 requests, each for its own repository (own token scope), while the
+    // startup check's helper run is still going.
+    burst = Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${shim.url}/v2/cold/r${i}/tags/list`).then((r) => r.status)));
+  });
+  afterAll(async () => {
+    process.env.PATH = savedPath;
+    await cleanup.run();
+  });
+
+  it('one cold burst of 50 requests runs the helper once, asked for the upstream host', async () => {
+    const statuses = await burst;
+    expect(statuses.filter((s) => s === 401 || s >= 500)).toEqual([]);
+    expect(await helper.runs()).toEqual([up.registry.host]);
+  });
+
+  it('credentials that go stale: the helper runs again after a 401, and the client never sees it', async () => {
+    const fresh = 'pw-rotated-9e2b';
+    if (kind === 'token') {
+      up.tokens!.users.set(up.username, fresh);
+    } else {
+      await writeFile(join(dir, 'upstream.htpasswd'), `${up.username}:${bcrypt.hashSync(fresh, 5)}\n`);
+    }
+    await helper.setPassword(fresh);
+    await sleep(2_100); // cached tokens outlive their 2 s; distribution re-reads a changed htpasswd
+    const got = await fetch(`${shim.url}/v2/stale/app/manifests/latest`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    expect(got.status).toBe(404);
+    expect(await helper.runs()).toEqual([up.registry.host, up.registry.host]);
+    if (kind === 'token') expect(up.tokens!.refused.length).toBe(1);
+  });
+
+  it('metrics count helper runs and token fetches', async () => {
+    const metrics = await (await fetch(`${shim.url}/metrics`)).text();
+    expect(metrics).toMatch(/regshim_credential_helper_runs_total\{result="ok"\} 2/);
+    if (kind === 'token') expect(metrics).toMatch(/regshim_upstream_token_fetches_total\{result="rejected"\} 1/);
+  });
+
+  it('no log line holds a password, its base64 form or a token', () => {
+    const text = JSON.stringify(shim.logs);
+    for (const secret of [...secretsOf(up), 'pw-rotated-9e2b']) expect(text).not.toContain(secret);
+  });
+});
