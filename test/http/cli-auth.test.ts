@@ -39,7 +39,7 @@ describe('regshim serve with upstream credentials', () => {
     // Started, it says at once what failed and how to fix it.
     await waitFor(async () => (await readFile(logFile, 'utf8')).includes('upstream credentials do not work'), { timeoutMs: 10_000, what: 'the startup error', logFile });
     const line = (await readFile(logFile, 'utf8')).split('\n').find((l) => l.includes('upstream credentials do not work')) ?? '';
-    expect(line).toContain(`docker-credential-ecr-login get for ${host} failed`);
+    expect(line).toContain(`docker-credential-ecr-login get for ${host} failed (exit 1): credentials not found in native keychain`);
     expect(line).toMatch(/IRSA/);
     const started = performance.now();
     const ready = await fetch(`${url}/readyz`);

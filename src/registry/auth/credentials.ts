@@ -80,8 +80,8 @@ export class Credentials {
 }
 
 /**
- * `docker-credential-<helper> get` with the host on stdin. Its stdout holds the secret and
- * never goes into a message; the first line of its stderr says what went wrong.
+ * `docker-credential-<helper> get` with the host on stdin. A successful answer holds the
+ * secret and never goes into a message; a failed one's first line says what went wrong.
  */
 export function runHelper(helper: string, host: string, timeoutMs: number): Promise<Credential> {
   const program = `docker-credential-${helper}`;
@@ -107,7 +107,10 @@ export function runHelper(helper: string, host: string, timeoutMs: number): Prom
         return;
       }
       if (code !== 0) {
-        const reason = Buffer.concat(err).toString('utf8').trim().split('\n')[0]?.slice(0, 300) || 'no message';
+        // On failure the protocol's message is on stdout ("credentials not found in native
+        // keychain"); there is no secret there then.
+        const firstLine = (chunks: Buffer[]) => Buffer.concat(chunks).toString('utf8').trim().split('\n')[0]?.slice(0, 200);
+        const reason = firstLine(err) || firstLine(out) || 'no message';
         reject(new CredentialError(`${program} get for ${host} failed (exit ${code}): ${reason}. ${fixFor(helper)}`));
         return;
       }
