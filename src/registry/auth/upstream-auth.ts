@@ -21,8 +21,13 @@ export interface UpstreamAuthOptions {
   metrics: Metrics;
 }
 
-/** A token is renewed when less than this share of its life is left (at most 30 s before). */
+/**
+ * A token is renewed when a quarter of its life is left, at least 1 s and at most 30 s
+ * before it ends: JWT times are whole seconds, so a token can lose up to a second of the
+ * life `expires_in` promises to rounding at the issuer.
+ */
 const RENEW_SHARE = 0.25;
+const RENEW_MIN_MS = 1_000;
 const RENEW_MAX_MS = 30_000;
 
 export class UpstreamAuth {
@@ -43,7 +48,7 @@ export class UpstreamAuth {
       fetchMethod: async (key, _stale, { options }) => {
         const { token, expiresInS } = await this.fetchBearer(key === '' ? [] : key.split(' '));
         const lifeMs = expiresInS * 1000;
-        options.ttl = Math.max(1, lifeMs - Math.min(RENEW_MAX_MS, lifeMs * RENEW_SHARE));
+        options.ttl = Math.max(1, lifeMs - Math.min(RENEW_MAX_MS, Math.max(RENEW_MIN_MS, lifeMs * RENEW_SHARE)));
         return token;
       },
     });
