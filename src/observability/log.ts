@@ -12,7 +12,10 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
     level,
     base: { service: 'regshim' },
     redact: {
-      paths: ['authorization', 'headers.authorization', '*.authorization', 'headers.cookie', 'token', '*.token'],
+      paths: [
+        'authorization', 'headers.authorization', '*.authorization', 'headers.cookie', 'token', '*.token',
+        'password', '*.password', 'secret', '*.secret', 'credential', '*.credential', 'identitytoken', '*.identitytoken',
+      ],
       censor: '[redacted]',
     },
   };

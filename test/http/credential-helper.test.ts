@@ -70,3 +70,46 @@ describe.each<UpstreamAuthKind>(['token', 'basic'])('credential helper in front 
     for (const secret of [...secretsOf(up), 'pw-rotated-9e2b']) expect(text).not.toContain(secret);
   });
 });
+
+describe('other credential sources', () => {
+  const cleanup = new Cleanup();
+  afterAll(() => cleanup.run());
+
+  it('an identity token from config.json auths is exchanged at the realm (OAuth2 refresh_token), as ACR wants', async () => {
+    const dir = await cleanup.tempDir('regshim-idtoken-');
+    const up = await cleanup.track(startAuthedUpstream('token', dir));
+    up.tokens!.identityTokens.set('idtok-5f3a-unique', up.username);
+    await mkdir(join(dir, 'docker'));
+    await writeFile(join(dir, 'docker', 'config.json'), JSON.stringify({ auths: { [`https://${up.registry.host}`]: { identitytoken: 'idtok-5f3a-unique' } } }));
+    const shim = await cleanup.track(startShim(up.registry.url, { dockerConfig: join(dir, 'docker') }));
+    expect((await fetch(`${shim.url}/readyz`)).status).toBe(200);
+    const res = await fetch(`${shim.url}/v2/acr/app/tags/list`);
+    expect(res.status).toBe(404); // NAME_UNKNOWN: in, with a token for the scope
+    expect(up.tokens!.issued.map((i) => `${i.grant} ${i.scopes.join(' ')}`)).toContain('refresh_token repository:acr/app:pull');
+    expect(up.tokens!.issued.every((i) => i.grant === 'refresh_token')).toBe(true);
+    expect(JSON.stringify(shim.logs)).not.toContain('idtok-5f3a-unique');
+  });
+
+  it('a helper that hangs is killed after --credential-helper-timeout: a clear 503, not a hang', async () => {
+    const dir = await cleanup.tempDir('regshim-hang-');
+    const up = await cleanup.track(startAuthedUpstream('basic', dir));
+    const helper = await makeStubHelper(dir, { host: up.registry.host, username: up.username, password: up.password, delaySeconds: 30 });
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${helper.binDir}:${savedPath}`;
+    try {
+      await mkdir(join(dir, 'docker'));
+      await writeFile(join(dir, 'docker', 'config.json'), JSON.stringify({ credHelpers: { [up.registry.host]: helper.name } }));
+      const shim = await cleanup.track(startShim(up.registry.url, { dockerConfig: join(dir, 'docker'), credentialHelperTimeout: '1' }));
+      const started = performance.now();
+      const res = await fetch(`${shim.url}/v2/team/app/tags/list`);
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { errors: { message: string }[] }).errors[0]?.message).toMatch(/docker-credential-regshimstub get for .* did not answer within 1 s/);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      // Backing off: the next request fails at once, without another run.
+      expect((await fetch(`${shim.url}/readyz`)).status).toBe(503);
+      expect(await helper.runs()).toEqual([up.registry.host]);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+});

@@ -10,6 +10,8 @@ import { closeServer, listenOnLoopback } from './local-server.js';
 
 export interface Issued {
   user: string;
+  /** GET with Basic credentials, or the OAuth2 POST with a refresh (identity) token. */
+  grant: 'basic' | 'refresh_token';
   scopes: string[];
   at: number;
 }
@@ -24,6 +26,8 @@ export interface TokenServer {
   /** user -> password; change it to make credentials stale. */
   users: Map<string, string>;
   issued: Issued[];
+  /** Identity tokens (OAuth2 refresh tokens, as ACR's) it accepts on POST, and for whom. */
+  identityTokens: Map<string, string>;
   /** Token requests refused (wrong or no credentials). */
   refused: { user: string | undefined; at: number }[];
   /** Every token issued, to look for in logs. */
@@ -50,20 +54,35 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const refused: { user: string | undefined; at: number }[] = [];
   const tokens: string[] = [];
 
+  const identityTokens = new Map<string, string>();
   const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (b: Buffer) => chunks.push(b));
+    req.on('end', () => answer(req, Buffer.concat(chunks).toString('utf8'), res));
+  });
+  const answer = (req: http.IncomingMessage, body: string, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://token');
-    const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1];
-    const [user, password] = basic ? splitOnce(Buffer.from(basic, 'base64').toString('utf8')) : [undefined, undefined];
-    if (url.pathname !== '/token' || req.method !== 'GET') {
+    let user: string | undefined;
+    let scopes: string[];
+    if (url.pathname === '/token' && req.method === 'GET') {
+      const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+      const [name, password] = basic ? splitOnce(Buffer.from(basic, 'base64').toString('utf8')) : [undefined, undefined];
+      user = name !== undefined && users.get(name) === password ? name : undefined;
+      scopes = url.searchParams.getAll('scope');
+    } else if (url.pathname === '/token' && req.method === 'POST') {
+      // OAuth2 form (distribution-spec auth, "oauth.md"): a refresh token for an access token.
+      const form = new URLSearchParams(body);
+      user = form.get('grant_type') === 'refresh_token' ? identityTokens.get(form.get('refresh_token') ?? '') : undefined;
+      scopes = (form.get('scope') ?? '').split(' ').filter(Boolean);
+    } else {
       res.writeHead(404).end();
       return;
     }
-    if (user === undefined || users.get(user) !== password) {
+    if (user === undefined) {
       refused.push({ user, at: Date.now() });
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"invalid credentials"}');
       return;
     }
-    const scopes = url.searchParams.getAll('scope');
     const iat = Math.floor(Date.now() / 1000);
     // distribution 2.8 accepts a token until 60 s past its exp (clock-skew leeway): with
     // exp = iat + expires_in - 60 it refuses the token once expires_in has passed.
@@ -78,13 +97,13 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
       access: scopes.flatMap(accessOf),
     };
     const token = sign({ alg: 'RS256', typ: 'JWT', x5c: [der] }, claims, key);
-    issued.push({ user, scopes, at: Date.now() });
+    issued.push({ user, grant: req.method === 'POST' ? 'refresh_token' : 'basic', scopes, at: Date.now() });
     tokens.push(token);
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ token, access_token: token, expires_in: opts.expiresInS, issued_at: new Date(iat * 1000).toISOString() }));
-  });
+  };
   const port = await listenOnLoopback(server);
-  return { realm: `http://127.0.0.1:${port}/token`, service, issuer, certFile: cert.certFile, users, issued, refused, tokens, stop: () => closeServer(server) };
+  return { realm: `http://127.0.0.1:${port}/token`, service, issuer, certFile: cert.certFile, users, identityTokens, issued, refused, tokens, stop: () => closeServer(server) };
 }
 
 /** `repository:team/app:pull,push` -> the JWT access entry granting exactly that. */

@@ -86,13 +86,24 @@ export class Credentials {
 export function runHelper(helper: string, host: string, timeoutMs: number): Promise<Credential> {
   const program = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    // Its own process group, so a timeout also ends what it started (a shell's children
+    // would otherwise keep its output open, and this promise pending).
+    const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // ESRCH: it has just exited.
+      }
+      reject(new CredentialError(`${program} get for ${host} did not answer within ${timeoutMs / 1000} s (--credential-helper-timeout): check its network access and its own configuration`));
+    }, timeoutMs);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.stdin.on('error', () => undefined); // a helper that exits without reading stdin
     child.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
       reject(
         new CredentialError(
           e.code === 'ENOENT'
@@ -101,11 +112,8 @@ export function runHelper(helper: string, host: string, timeoutMs: number): Prom
         ),
       );
     });
-    child.once('close', (code, signal) => {
-      if (signal === 'SIGKILL' && code === null) {
-        reject(new CredentialError(`${program} get for ${host} did not answer within ${timeoutMs / 1000} s (--credential-helper-timeout): check its network access and its own configuration`));
-        return;
-      }
+    child.once('close', (code) => {
+      clearTimeout(timer);
       if (code !== 0) {
         // On failure the protocol's message is on stdout ("credentials not found in native
         // keychain"); there is no secret there then.
