@@ -23,6 +23,9 @@ export interface Passthrough {
 const TIMEOUT = 'UPSTREAM_TIMEOUT';
 /** The scopes each request's upstream credentials were had for, to drop them after a 401. */
 const authScopes = new WeakMap<IncomingMessage, string[]>();
+/** http-proxy's options for each request, and the requests already sent again after a 401. */
+const callOptions = new WeakMap<IncomingMessage, { selfHandleResponse?: boolean }>();
+const retried = new WeakSet<IncomingMessage>();
 
 export function createPassthrough(config: Config, log: Logger, metrics: Metrics, auth?: UpstreamAuth): Passthrough {
   const tlsUpstream = config.upstream.protocol === 'https:';
@@ -42,7 +45,8 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
   const tlsClients = config.tlsCert !== undefined;
   const fallbackHost = `${config.listenHost}:${config.listenPort}`;
 
-  proxy.on('proxyReq', (proxyReq, req) => {
+  proxy.on('proxyReq', (proxyReq, req, _res, options) => {
+    if (auth) callOptions.set(req, options);
     const started = performance.now();
     proxyReq.once('response', () => addUpstreamTime(req, performance.now() - started));
     // An idle upstream, before or during the body, fails the request instead of hanging it.
@@ -54,9 +58,19 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
   proxy.on('proxyRes', (proxyRes, req, res) => {
     const scopes = authScopes.get(req);
     if (auth && scopes && proxyRes.statusCode === 401) {
-      // A streamed body cannot be replayed: drop what was refused so the client's retry gets
-      // fresh credentials; a client that logs in to regshim is told to do so again.
       auth.invalidate(scopes, proxyRes.headers['www-authenticate']);
+      const options = callOptions.get(req);
+      if (options && !retried.has(req) && !hasBody(req)) {
+        // Nothing to replay: keep this answer from the client (http-proxy reads the flag
+        // after this event) and send the request again with fresh credentials.
+        options.selfHandleResponse = true;
+        retried.add(req);
+        proxyRes.resume();
+        withCredentials(req, res);
+        return;
+      }
+      // A streamed body cannot be replayed: the client's retry gets fresh credentials; a
+      // client that logs in to regshim is told to do so again.
       if (config.access.htpasswd) proxyRes.headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
     }
     rewriteResponseHeaders(proxyRes.headers, config.upstream, publicOrigin(req.headers, tlsClients, fallbackHost));
@@ -88,9 +102,13 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
       proxy.web(req, res);
       return;
     }
-    // The header is had before the request goes: its body streams and cannot be sent twice.
-    const scopes = scopeOfPath(req.method ?? 'GET', req.url ?? '/');
     delete req.headers.authorization;
+    withCredentials(req, res);
+  };
+  /** The header is had before the request goes: its body streams and cannot be sent twice. */
+  const withCredentials = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!auth) return;
+    const scopes = scopeOfPath(req.method ?? 'GET', req.url ?? '/');
     upstreamAuthorization(auth, scopes).then(
       (authorization) => {
         if (authorization !== undefined) req.headers.authorization = authorization;
