@@ -109,7 +109,7 @@ function parseUpstream(value: string | undefined): URL {
     throw new ConfigError(`--upstream ${JSON.stringify(value)} must start with http:// or https://`);
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new ConfigError(`--upstream ${JSON.stringify(value)} must be an origin only (scheme, host, port): the registry API lives at /v2/, and credentials come from the clients`);
+    throw new ConfigError(`--upstream ${JSON.stringify(value)} must be an origin only (scheme, host, port): the registry API lives at /v2/, and credentials come from the clients or from --docker-config / --upstream-username, never the URL`);
   }
   return new URL(url.origin);
 }
