@@ -46,22 +46,24 @@ export type Gate = (req: IncomingMessage, res: ServerResponse, route: Route, que
 export function createGate(rules: AccessRules, metrics: Metrics): Gate | undefined {
   const { htpasswd, allowRepositories } = rules;
   if (!htpasswd && allowRepositories.length === 0) return undefined;
-  // bcrypt costs tens of milliseconds a check, by design: remember the headers that passed
-  // (by their hash, never in the clear) so a build's thousand requests pay it once.
-  const verified = new LRUCache<string, true>({ max: 1000, ttl: 5 * 60_000 });
+  // bcrypt costs from tens to hundreds of milliseconds of CPU a check, by design: remember
+  // the headers that passed or failed (by their hash, never in the clear), so a build's
+  // thousand requests pay it once and a client retrying a wrong password does not burn CPU.
+  const checked = new LRUCache<string, boolean>({ max: 1000, ttl: 5 * 60_000 });
 
   async function authenticated(header: string | undefined): Promise<boolean> {
     if (!htpasswd) return true;
     const m = header === undefined ? null : /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (!m) return false;
     const key = createHash('sha256').update(m[1] as string).digest('hex');
-    if (verified.has(key)) return true;
+    const known = checked.get(key);
+    if (known !== undefined) return known;
     const decoded = Buffer.from(m[1] as string, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     const hash = colon > 0 ? htpasswd.get(decoded.slice(0, colon)) : undefined;
-    if (hash === undefined || !(await bcrypt.compare(decoded.slice(colon + 1), hash))) return false;
-    verified.set(key, true);
-    return true;
+    const ok = hash !== undefined && (await bcrypt.compare(decoded.slice(colon + 1), hash));
+    checked.set(key, ok);
+    return ok;
   }
 
   return async (req, res, route, query) => {
