@@ -22,6 +22,33 @@ describe('regshim serve with upstream credentials', () => {
     expect(r.stderr + r.stdout).not.toContain('pw-cli-1234');
   });
 
+  it('--help lists the credential and access flags with their environment variables', async () => {
+    const r = await runCommand(process.execPath, [bin, 'serve', '--help'], { timeoutMs: 30_000 });
+    for (const text of ['REGSHIM_DOCKER_CONFIG', 'REGSHIM_UPSTREAM_USERNAME', 'REGSHIM_UPSTREAM_PASSWORD', 'REGSHIM_UPSTREAM_PASSWORD_FILE', 'REGSHIM_AUTH_HTPASSWD', 'REGSHIM_ALLOW_REPOSITORY', 'REGSHIM_ALLOW_UNAUTHENTICATED', 'REGSHIM_CREDENTIAL_HELPER_TIMEOUT']) {
+      expect(r.stdout).toContain(text);
+    }
+  });
+
+  it('from the environment alone: REGSHIM_ALLOW_UNAUTHENTICATED=1 lets it listen on 0.0.0.0 with credentials', async () => {
+    const dir = await cleanup.tempDir('regshim-cli-env-');
+    const port = await freePort();
+    const logFile = join(dir, 'regshim.log');
+    const env = {
+      ...process.env,
+      REGSHIM_UPSTREAM: 'http://127.0.0.1:9',
+      REGSHIM_LISTEN: `0.0.0.0:${port}`,
+      REGSHIM_UPSTREAM_USERNAME: 'u',
+      REGSHIM_UPSTREAM_PASSWORD: 'pw-env-5521',
+      REGSHIM_ALLOW_UNAUTHENTICATED: '1',
+      REGSHIM_ALLOW_REPOSITORY: 'team/*,base/**',
+    };
+    const proc = await cleanup.track(startProcess({ cmd: process.execPath, args: [bin], logFile, env }));
+    await waitFor(() => isHealthy(`http://127.0.0.1:${port}`), { timeoutMs: 15_000, what: 'regshim', logFile, process: proc });
+    const denied = await fetch(`http://127.0.0.1:${port}/v2/other/app/tags/list`);
+    expect(denied.status).toBe(403);
+    expect(await readFile(logFile, 'utf8')).not.toContain('pw-env-5521');
+  });
+
   it('the real docker-credential-ecr-login without AWS credentials: a clear startup and /readyz error, not a hang', async () => {
     const dir = await cleanup.tempDir('regshim-ecr-');
     const host = '123456789012.dkr.ecr.eu-west-1.amazonaws.com';
