@@ -67,7 +67,10 @@ function parseCredentials(raw: RawAuthConfig, upstream: URL, read: (path: string
     }
     if (raw.dockerConfig !== undefined) throw fail('give either --upstream-username or --docker-config, not both');
     const source = raw.upstreamPasswordFile !== undefined ? '--upstream-username and --upstream-password-file' : '--upstream-username and REGSHIM_UPSTREAM_PASSWORD';
-    return { kind: 'basic', username: raw.upstreamUsername, password, source };
+    // A file is read again while running (a rotated Secret, a refreshed access token).
+    return raw.upstreamPasswordFile !== undefined
+      ? { kind: 'basic', username: raw.upstreamUsername, password, source, passwordFile: raw.upstreamPasswordFile }
+      : { kind: 'basic', username: raw.upstreamUsername, password, source };
   }
   const explicit = raw.dockerConfig !== undefined;
   const location = raw.dockerConfig ?? raw.dockerConfigEnv;

@@ -103,6 +103,24 @@ describe('other credential sources', () => {
     expect(JSON.stringify(shim.logs)).not.toContain('idtok-5f3a-unique');
   });
 
+  it.each<UpstreamAuthKind>(['token', 'basic'])('a password file is read again after a 401 (a rotated Secret), %s', async (kind) => {
+    const dir = await cleanup.tempDir('regshim-pwfile-');
+    const up = await cleanup.track(startAuthedUpstream(kind, dir));
+    const file = join(dir, 'secret-password');
+    await writeFile(file, `${up.password}\n`);
+    const shim = await cleanup.track(startShim(up.registry.url, { upstreamUsername: up.username, upstreamPasswordFile: file }));
+    expect((await fetch(`${shim.url}/v2/rot/app/tags/list`)).status).toBe(404);
+    const fresh = 'pw-secret-rotated-0d4e';
+    if (kind === 'token') up.tokens!.users.set(up.username, fresh);
+    else await writeFile(join(dir, 'upstream.htpasswd'), `${up.username}:${bcrypt.hashSync(fresh, 5)}\n`);
+    await writeFile(file, `${fresh}\n`);
+    await sleep(2_100);
+    // A pass-through request and one of regshim's own, both without a 401 to the client.
+    expect((await fetch(`${shim.url}/v2/rot/app/tags/list`)).status).toBe(404);
+    expect((await fetch(`${shim.url}/v2/rot/app/manifests/latest`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } })).status).toBe(404);
+    expect(JSON.stringify(shim.logs)).not.toContain(fresh);
+  });
+
   it('a helper that hangs is killed after --credential-helper-timeout: a clear 503, not a hang', async () => {
     const dir = await cleanup.tempDir('regshim-hang-');
     const up = await cleanup.track(startAuthedUpstream('basic', dir));

@@ -1,6 +1,7 @@
 // Where upstream credentials come from at run time: fixed ones (a config.json entry, a
 // username with a password file or variable) or a credential helper run on demand.
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { type CredentialSpec, parseHelperOutput } from './docker-config.js';
 
 export type Credential = { kind: 'basic'; username: string; password: string } | { kind: 'identity-token'; token: string };
@@ -19,6 +20,8 @@ export interface CredentialHooks {
  * the helper renews them itself, so an hour keeps regshim well inside their life.
  */
 export const HELPER_MAX_AGE_MS = 60 * 60 * 1000;
+/** A password file is read again this often, and after a 401: a rotated Secret, a refreshed token. */
+export const FILE_MAX_AGE_MS = 60 * 1000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 60_000;
 
@@ -33,49 +36,73 @@ export class Credentials {
     private readonly helperTimeoutMs: number,
     private readonly hooks: CredentialHooks,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    if (spec.kind === 'basic' && spec.passwordFile !== undefined) this.current = { credential: spec, at: now() };
+  }
 
   /** What a log or an error may say about where the credentials come from. */
   describe(): string {
     return this.spec.kind === 'helper' ? `docker-credential-${this.spec.helper} (${this.spec.source})` : this.spec.source;
   }
 
-  /** The credentials to use now; one helper run serves every caller waiting for it. */
+  /** The credentials to use now; one helper run (or file read) serves every caller waiting for it. */
   async get(): Promise<Credential> {
-    if (this.spec.kind !== 'helper') return this.spec;
-    const fresh = this.current !== undefined && this.now() - this.current.at < HELPER_MAX_AGE_MS;
+    const spec = this.spec;
+    if (spec.kind !== 'helper' && (spec.kind !== 'basic' || spec.passwordFile === undefined)) return spec;
+    const maxAgeMs = spec.kind === 'helper' ? HELPER_MAX_AGE_MS : FILE_MAX_AGE_MS;
+    const fresh = this.current !== undefined && this.now() - this.current.at < maxAgeMs;
     if (fresh) return (this.current as { credential: Credential }).credential;
     if (this.failure && this.now() < this.failure.retryAt) {
       // Backing off: keep what still may work rather than hammering a failing helper.
       if (this.current) return this.current.credential;
       throw this.failure.error;
     }
-    return (this.running ??= this.run(this.spec.helper).finally(() => {
+    return (this.running ??= this.run().finally(() => {
       this.running = undefined;
     }));
   }
 
-  /** The upstream refused these credentials: the next get() asks the helper again. */
+  /** Whether asking again may give other credentials (a helper, a password file). */
+  renewable(): boolean {
+    return this.spec.kind === 'helper' || (this.spec.kind === 'basic' && this.spec.passwordFile !== undefined);
+  }
+
+  /** The upstream refused these credentials: the next get() asks the helper (reads the file) again. */
   reject(): void {
-    if (this.spec.kind !== 'helper' || this.running) return;
+    if (this.running) return;
     this.current = undefined;
   }
 
-  private async run(helper: string): Promise<Credential> {
+  private async run(): Promise<Credential> {
+    const spec = this.spec;
+    const helper = spec.kind === 'helper';
     try {
-      const credential = await runHelper(helper, this.host, this.helperTimeoutMs);
-      this.hooks.helperRun('ok');
+      const credential = helper ? await runHelper(spec.helper, this.host, this.helperTimeoutMs) : await this.readPasswordFile();
+      if (helper) this.hooks.helperRun('ok');
       this.current = { credential, at: this.now() };
       this.failure = undefined;
       return credential;
     } catch (err) {
-      this.hooks.helperRun('failed');
+      if (helper) this.hooks.helperRun('failed');
       const backoffMs = Math.min(BACKOFF_MAX_MS, this.failure ? this.failure.backoffMs * 2 : BACKOFF_MIN_MS);
       const error = err instanceof CredentialError ? err : new CredentialError(String(err));
       this.failure = { error, retryAt: this.now() + backoffMs, backoffMs };
       if (this.current) return this.current.credential;
       throw error;
     }
+  }
+
+  private async readPasswordFile(): Promise<Credential> {
+    const spec = this.spec as CredentialSpec & { kind: 'basic'; passwordFile: string };
+    let text: string;
+    try {
+      text = await readFile(spec.passwordFile, 'utf8');
+    } catch (err) {
+      throw new CredentialError(`${spec.passwordFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): check the mounted Secret`);
+    }
+    const password = text.replace(/\r?\n$/, '');
+    if (password === '') throw new CredentialError(`${spec.passwordFile} is empty`);
+    return { kind: 'basic', username: spec.username, password };
   }
 }
 

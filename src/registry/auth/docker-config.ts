@@ -3,7 +3,7 @@
 
 /** What a config names for one host: credentials in the file, or a helper to ask. */
 export type CredentialSpec =
-  | { kind: 'basic'; username: string; password: string; source: string }
+  | { kind: 'basic'; username: string; password: string; source: string; passwordFile?: string }
   | { kind: 'identity-token'; token: string; source: string }
   | { kind: 'helper'; helper: string; source: string };
 

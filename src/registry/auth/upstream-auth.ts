@@ -148,8 +148,8 @@ export class UpstreamAuth {
       } catch (err) {
         const rejected = err instanceof RealmRejected;
         this.opts.metrics.tokenFetches.inc({ result: rejected ? 'rejected' : 'failed' });
-        // Stale helper credentials (ECR's 12 hours): ask the helper again, once.
-        if (rejected && attempt === 1 && this.opts.spec.kind === 'helper') {
+        // Stale credentials (ECR's 12 hours, a rotated Secret): ask the helper or file again, once.
+        if (rejected && attempt === 1 && this.credentials.renewable()) {
           this.credentials.reject();
           continue;
         }
