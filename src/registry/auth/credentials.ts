@@ -22,6 +22,8 @@ export interface CredentialHooks {
 export const HELPER_MAX_AGE_MS = 60 * 60 * 1000;
 /** A password file is read again this often, and after a 401: a rotated Secret, a refreshed token. */
 export const FILE_MAX_AGE_MS = 60 * 1000;
+/** Credentials this young are not dropped on a 401: wrong ones would run the helper on every request. */
+const MIN_AGE_TO_REJECT_MS = 1_000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 60_000;
 
@@ -69,7 +71,7 @@ export class Credentials {
 
   /** The upstream refused these credentials: the next get() asks the helper (reads the file) again. */
   reject(): void {
-    if (this.running) return;
+    if (this.running || (this.current && this.now() - this.current.at < MIN_AGE_TO_REJECT_MS)) return;
     this.current = undefined;
   }
 
