@@ -107,3 +107,25 @@ describe('--allow-repository', () => {
     for (const secret of [...secretsOf(up), CLIENT_PASSWORD, Buffer.from(`${CLIENT}:${CLIENT_PASSWORD}`).toString('base64')]) expect(text).not.toContain(secret);
   });
 });
+
+describe('an upload refused upstream although it carried regshim’s credentials', () => {
+  const local = new Cleanup();
+  afterAll(() => local.run());
+
+  it('passes the 401 back with regshim’s own challenge, so the client logs in to regshim again', async () => {
+    const dir = await local.tempDir('regshim-access-stale-');
+    const basicUp = await local.track(startAuthedUpstream('basic', dir));
+    const htpasswd = join(dir, 'clients.htpasswd');
+    await writeFile(htpasswd, `${CLIENT}:${bcrypt.hashSync(CLIENT_PASSWORD, 5)}\n`);
+    const s = await local.track(startShim(basicUp.registry.url, { upstreamUsername: basicUp.username, upstreamPassword: basicUp.password, authHtpasswd: htpasswd }));
+    const authorization = basic(CLIENT, CLIENT_PASSWORD);
+    const post = await fetch(`${s.url}/v2/team/app/blobs/uploads/`, { method: 'POST', headers: { authorization } });
+    expect(post.status).toBe(202);
+    // The registry's password changes under regshim (a revoked key): the body cannot be replayed.
+    await writeFile(join(dir, 'upstream.htpasswd'), `${basicUp.username}:${bcrypt.hashSync('changed-elsewhere', 5)}\n`);
+    await new Promise((r) => setTimeout(r, 1_100)); // distribution re-reads a changed htpasswd by its mtime
+    const patch = await fetch(new URL(String(post.headers.get('location')), s.url), { method: 'PATCH', headers: { authorization, 'content-type': 'application/octet-stream' }, body: Buffer.alloc(4096) });
+    expect(patch.status).toBe(401);
+    expect(patch.headers.get('www-authenticate')).toBe('Basic realm="regshim"');
+  });
+});
