@@ -24,6 +24,13 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
     .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))
+    .addOption(new Option('--max-manifest-bytes-in-flight <size>', 'manifest bytes held at once over all requests; more PUTs wait (default 64MiB)').env('REGSHIM_MAX_MANIFEST_BYTES_IN_FLIGHT'))
+    .addOption(new Option('--manifest-queue-timeout <seconds>', 'how long a manifest PUT waits for room before 503 (default 30)').env('REGSHIM_MANIFEST_QUEUE_TIMEOUT'))
+    .addOption(new Option('--upstream-connections <n>', 'upstream connections per pool (streams; own calls); excess requests queue (default 64)').env('REGSHIM_UPSTREAM_CONNECTIONS'))
+    .addOption(new Option('--max-client-connections <n>', 'client connections held at once (default 1024)').env('REGSHIM_MAX_CLIENT_CONNECTIONS'))
+    .addOption(new Option('--client-header-timeout <seconds>', 'a client must send its request head within this long (default 60)').env('REGSHIM_CLIENT_HEADER_TIMEOUT'))
+    .addOption(new Option('--max-header-bytes <size>', 'largest request head; larger gets 431 (default 16KiB)').env('REGSHIM_MAX_HEADER_BYTES'))
+    .addOption(new Option('--max-header-count <n>', 'most request header fields; more get 431 (default 100)').env('REGSHIM_MAX_HEADER_COUNT'))
     .addOption(new Option('--docker-config <dir>', "Docker config folder (or config.json) with regshim's upstream credentials (default $DOCKER_CONFIG)").env('REGSHIM_DOCKER_CONFIG'))
     .addOption(new Option('--upstream-username <name>', 'username for the upstream; the password comes from --upstream-password-file or REGSHIM_UPSTREAM_PASSWORD').env('REGSHIM_UPSTREAM_USERNAME'))
     .addOption(new Option('--upstream-password-file <file>', 'file holding the upstream password or token (a mounted Secret)').env('REGSHIM_UPSTREAM_PASSWORD_FILE'))
@@ -53,6 +60,14 @@ async function serve(opts: RawConfig): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // Every request path catches its own errors (tests send what attackers send); these are
+  // the last line. A lost promise leaves no state behind: log it and go on. An exception
+  // may have: finish what is in flight and exit, for the supervisor to restart.
+  process.on('unhandledRejection', (reason) => shim.log.error({ err: reason }, 'unhandled promise rejection'));
+  process.once('uncaughtException', (err) => {
+    shim.log.fatal({ err }, 'uncaught exception: shutting down');
+    shim.close().finally(() => process.exit(1));
+  });
 }
 
 /** `regshim convert <file>`: the image manifest regshim would store for a cache index file. */

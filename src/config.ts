@@ -26,6 +26,20 @@ export interface Config extends AuthConfig {
   readonly upstreamTimeoutMs: number;
   /** A client connection silent for this long is closed. */
   readonly clientIdleTimeoutMs: number;
+  /** Manifest bytes read, held and converted at once, over all requests; past it, PUTs wait. */
+  readonly maxManifestBytesInFlight: number;
+  /** How long a manifest PUT waits for room under that bound before it gets 503. */
+  readonly manifestQueueTimeoutMs: number;
+  /** Upstream connections, for streams and for regshim's own calls alike; excess requests queue. */
+  readonly upstreamConnections: number;
+  /** Client connections held at once; more are refused at accept. */
+  readonly maxClientConnections: number;
+  /** A client must send its whole request head within this long (slowloris). */
+  readonly clientHeaderTimeoutMs: number;
+  /** Largest request head (request line and headers); larger gets 431. */
+  readonly maxHeaderBytes: number;
+  /** Most request header fields; more gets 431. */
+  readonly maxHeaderCount: number;
 }
 
 export class ConfigError extends Error {
@@ -45,6 +59,13 @@ export interface RawConfig extends RawAuthConfig {
   indexMediaType?: string | undefined;
   upstreamTimeout?: string | undefined;
   clientIdleTimeout?: string | undefined;
+  maxManifestBytesInFlight?: string | undefined;
+  manifestQueueTimeout?: string | undefined;
+  upstreamConnections?: string | undefined;
+  maxClientConnections?: string | undefined;
+  maxHeaderBytes?: string | undefined;
+  maxHeaderCount?: string | undefined;
+  clientHeaderTimeout?: string | undefined;
 }
 
 export const DEFAULTS = {
@@ -55,6 +76,13 @@ export const DEFAULTS = {
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
+  maxManifestBytesInFlight: 64 * 1024 * 1024,
+  manifestQueueTimeoutMs: 30_000,
+  upstreamConnections: 64,
+  maxClientConnections: 1024,
+  clientHeaderTimeoutMs: 60_000,
+  maxHeaderBytes: 16 * 1024,
+  maxHeaderCount: 100,
 };
 
 // RFC 6838 "type/subtype" with its restricted-name characters.
@@ -91,8 +119,35 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     indexMediaType,
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
+    ...parseLimits(raw),
     ...parseAuthConfig(raw, upstream, listenHost, (path) => files.read(path), (message) => new ConfigError(message)),
   });
+}
+
+function parseLimits(raw: RawConfig) {
+  const maxManifestBytes = parseBytes('--max-manifest-bytes', raw.maxManifestBytes, DEFAULTS.maxManifestBytes);
+  const maxManifestBytesInFlight = parseBytes('--max-manifest-bytes-in-flight', raw.maxManifestBytesInFlight, DEFAULTS.maxManifestBytesInFlight);
+  if (maxManifestBytesInFlight < maxManifestBytes) {
+    throw new ConfigError(`--max-manifest-bytes-in-flight (${maxManifestBytesInFlight}) must be at least --max-manifest-bytes (${maxManifestBytes}), or the largest manifest could never be read`);
+  }
+  return {
+    maxManifestBytesInFlight,
+    manifestQueueTimeoutMs: parseSeconds('--manifest-queue-timeout', raw.manifestQueueTimeout, DEFAULTS.manifestQueueTimeoutMs),
+    upstreamConnections: parseCount('--upstream-connections', raw.upstreamConnections, DEFAULTS.upstreamConnections),
+    maxClientConnections: parseCount('--max-client-connections', raw.maxClientConnections, DEFAULTS.maxClientConnections),
+    clientHeaderTimeoutMs: parseSeconds('--client-header-timeout', raw.clientHeaderTimeout, DEFAULTS.clientHeaderTimeoutMs),
+    maxHeaderBytes: parseBytes('--max-header-bytes', raw.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
+    maxHeaderCount: parseCount('--max-header-count', raw.maxHeaderCount, DEFAULTS.maxHeaderCount),
+  };
+}
+
+function parseCount(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(`${flag} ${JSON.stringify(value)} must be a positive whole number, e.g. ${fallback}`);
+  }
+  return n;
 }
 
 function parseUpstream(value: string | undefined): URL {

@@ -3,8 +3,12 @@
 // cacheconfig, layers = the cache blobs), plus one layer of regshim's own that holds the
 // exact bytes of the original index, so the index can be served back byte for byte.
 import { createHash } from 'node:crypto';
-import { BUILDKIT_CACHE_CONFIG, DOCKER_TO_OCI_LAYER, OCI_MANIFEST } from '../registry/media-types.js';
+import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, DOCKER_TO_OCI_LAYER, INDEX_TYPES, OCI_MANIFEST } from '../registry/media-types.js';
+import { isVerifiableDigest } from '../registry/routes.js';
 import { type CacheIndex, type Descriptor, isObject } from './detect.js';
+import { goMarshal } from './go-json.js';
+
+const OCI_TO_DOCKER_LAYER: ReadonlyMap<string, string> = new Map([...DOCKER_TO_OCI_LAYER].map(([docker, oci]) => [oci, docker]));
 
 export const INDEX_DIGEST_ANNOTATION = 'dev.regshim.cache.index.digest';
 export const INDEX_MEDIA_TYPE_ANNOTATION = 'dev.regshim.cache.index.mediaType';
@@ -32,11 +36,20 @@ export function sha256(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
+export type DigestAlgorithm = 'sha256' | 'sha512';
+
+export function digestWith(algorithm: DigestAlgorithm, bytes: Uint8Array): string {
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+}
+
+/** The algorithm a digest names; sha256 for any other. */
+export function algorithmOf(digest: string): DigestAlgorithm {
+  return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+}
+
 /** The digest of `bytes` computed with the algorithm that `expected` names. */
 export function digestAs(expected: string, bytes: Uint8Array): string {
-  const algorithm = expected.slice(0, expected.indexOf(':'));
-  if (algorithm !== 'sha256' && algorithm !== 'sha512') return sha256(bytes);
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+  return digestWith(algorithmOf(expected), bytes);
 }
 
 /** An OCI layer type for a Docker one; other types are kept (they are already OCI or opaque). */
@@ -49,8 +62,10 @@ export function ociLayerType(mediaType: string): string {
  * bytes and layer media type always give the same manifest bytes, so any replica can work
  * out which manifest belongs to an index digest.
  */
-export function toImageManifest(index: CacheIndex, indexBytes: Uint8Array, indexLayerMediaType: string): Converted {
-  const indexDigest = sha256(indexBytes);
+export function toImageManifest(index: CacheIndex, indexBytes: Uint8Array, indexLayerMediaType: string, algorithm: DigestAlgorithm = 'sha256'): Converted {
+  // The index blob is stored under the digest the client named (a PUT by sha512 is read back
+  // by sha512 on any replica), and so the manifest depends on the algorithm too.
+  const indexDigest = digestWith(algorithm, indexBytes);
   const indexBlob: Descriptor = { mediaType: indexLayerMediaType, digest: indexDigest, size: indexBytes.byteLength };
   const manifest: ImageManifest = {
     schemaVersion: 2,
@@ -90,10 +105,48 @@ export function readConvertedManifest(bytes: Uint8Array): IndexReference | undef
   if (!isObject(doc.annotations) || !Array.isArray(doc.layers)) return undefined;
   const indexDigest = doc.annotations[INDEX_DIGEST_ANNOTATION];
   const indexMediaType = doc.annotations[INDEX_MEDIA_TYPE_ANNOTATION];
-  if (typeof indexDigest !== 'string' || typeof indexMediaType !== 'string') return undefined;
+  // They become response headers: a manifest written by hand must not make them invalid.
+  if (typeof indexDigest !== 'string' || !isVerifiableDigest(indexDigest)) return undefined;
+  if (typeof indexMediaType !== 'string' || !INDEX_TYPES.has(indexMediaType)) return undefined;
   const layer: unknown = doc.layers.find((l: unknown) => isObject(l) && l.digest === indexDigest);
   if (!isObject(layer) || !Number.isSafeInteger(layer.size)) return undefined;
   return { indexDigest, indexMediaType, indexSize: layer.size as number };
+}
+
+/**
+ * The original index rebuilt from the manifest alone, for when its blob is gone: BuildKit
+ * writes an index as Go's json.Marshal does, with the cacheconfig last, and the manifest
+ * keeps every descriptor with its fields in their order. Undefined unless the result has
+ * exactly the digest the manifest names (an index written any other way cannot be rebuilt).
+ */
+export function rebuildIndex(manifestBytes: Uint8Array): Buffer | undefined {
+  try {
+    return tryRebuild(manifestBytes);
+  } catch {
+    return undefined; // a manifest of odd shape, from an upstream: nothing to rebuild
+  }
+}
+
+function tryRebuild(manifestBytes: Uint8Array): Buffer | undefined {
+  const ref = readConvertedManifest(manifestBytes);
+  if (!ref) return undefined;
+  const doc = JSON.parse(Buffer.from(manifestBytes.buffer, manifestBytes.byteOffset, manifestBytes.byteLength).toString('utf8')) as ImageManifest;
+  return rebuildFromManifest(doc, ref);
+}
+
+/** rebuildIndex for a manifest already parsed (or just made by toImageManifest). */
+export function rebuildFromManifest(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: IndexReference): Buffer | undefined {
+  const layers = doc.layers.filter((l) => l.digest !== ref.indexDigest);
+  const attempts = [layers];
+  // A Docker list's layer types became OCI ones in the manifest; try them back as Docker's.
+  if (ref.indexMediaType === DOCKER_LIST) attempts.unshift(layers.map((l) => ({ ...l, mediaType: OCI_TO_DOCKER_LAYER.get(l.mediaType) ?? l.mediaType })));
+  for (const entries of attempts) {
+    // json.Marshal writes no newline, json.Encoder one: the size says which.
+    const text = goMarshal({ schemaVersion: 2, mediaType: ref.indexMediaType, manifests: [...entries, doc.config] });
+    const bytes = Buffer.from(Buffer.byteLength(text) + 1 === ref.indexSize ? `${text}\n` : text);
+    if (bytes.length === ref.indexSize && digestAs(ref.indexDigest, bytes) === ref.indexDigest) return bytes;
+  }
+  return undefined;
 }
 
 /**

@@ -26,6 +26,7 @@ export type Detection =
   | { kind: 'invalid'; detail: string };
 
 const NOT_CACHE: Detection = { kind: 'not-cache' };
+const MAX_DEPTH = 64;
 
 /**
  * Is this manifest body a BuildKit cache index? It is when its media type (from the body,
@@ -35,6 +36,13 @@ const NOT_CACHE: Detection = { kind: 'not-cache' };
  */
 export function classifyManifest(body: Uint8Array, contentType: string | undefined): Detection {
   const headerType = contentType?.split(';')[0]?.trim().toLowerCase();
+  // A cache index nests four levels deep. Far deeper JSON is never one, and reading it
+  // (parsing, then describing what is wrong) could run out of stack.
+  if (nestsDeeperThan(body, MAX_DEPTH)) {
+    return mentionsCacheConfig(body) || (headerType !== undefined && INDEX_TYPES.has(headerType))
+      ? invalid(`the JSON nests deeper than ${MAX_DEPTH} levels; a cache index nests 4`)
+      : NOT_CACHE;
+  }
   let doc: unknown;
   try {
     doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
@@ -51,7 +59,7 @@ export function classifyManifest(body: Uint8Array, contentType: string | undefin
   if (!entries.every(looksLikeCacheEntry)) return NOT_CACHE;
 
   // From here on the body is meant as a cache: every defect is reported, nothing is forwarded.
-  if (doc.schemaVersion !== 2) return invalid(`schemaVersion must be 2, got ${JSON.stringify(doc.schemaVersion)}`);
+  if (doc.schemaVersion !== 2) return invalid(`schemaVersion must be 2, got ${show(doc.schemaVersion)}`);
   const problems: string[] = [];
   entries.forEach((entry, i) => problems.push(...descriptorProblems(entry, `manifests[${i}]`)));
   if (problems.length > 0) return invalid(problems.slice(0, 10).join('; '));
@@ -79,9 +87,9 @@ function descriptorProblems(entry: unknown, where: string): string[] {
   const out: string[] = [];
   if (typeof entry.mediaType !== 'string' || entry.mediaType === '') out.push(`${where}.mediaType is missing`);
   if (typeof entry.digest !== 'string') out.push(`${where}.digest is missing`);
-  else if (!isVerifiableDigest(entry.digest)) out.push(`${where}.digest ${JSON.stringify(entry.digest)} is not a valid sha256 or sha512 digest`);
+  else if (!isVerifiableDigest(entry.digest)) out.push(`${where}.digest ${show(entry.digest)} is not a valid sha256 or sha512 digest`);
   if (!Number.isSafeInteger(entry.size) || (entry.size as number) < 0) {
-    out.push(`${where}.size ${JSON.stringify(entry.size)} is not a non-negative integer`);
+    out.push(`${where}.size ${show(entry.size)} is not a non-negative integer`);
   }
   if (entry.annotations !== undefined) {
     if (!isObject(entry.annotations) || !Object.values(entry.annotations).every((v) => typeof v === 'string')) {
@@ -89,6 +97,32 @@ function descriptorProblems(entry: unknown, where: string): string[] {
     }
   }
   return out;
+}
+
+/** Does the JSON text open more than `limit` arrays and objects inside one another? */
+export function nestsDeeperThan(body: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/** A value as a problem message quotes it: short, whatever its size. */
+function show(value: unknown): string {
+  const text = typeof value === 'object' && value !== null ? (Array.isArray(value) ? 'an array' : 'an object') : JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 function mentionsCacheConfig(body: Uint8Array): boolean {

@@ -14,19 +14,23 @@ export interface KnownIndex {
   readonly bytes: Buffer;
   /** How many entries the index has, for the conversion log. */
   readonly descriptors: number;
+  /** Can the index be rebuilt from its manifest alone, should its blob be gone? */
+  readonly rebuildable: boolean;
 }
 
 /** What regshim knows of a manifest digest: a converted cache (and which index), or not one. */
-export type KnownManifest = { readonly kind: 'converted'; readonly ref: IndexReference } | { readonly kind: 'plain' };
+export type KnownManifest =
+  | { readonly kind: 'converted'; readonly ref: IndexReference; readonly rebuildable: boolean }
+  | { readonly kind: 'plain' };
 
 /** An index digest whose manifest is known, before its bytes are (after a HEAD by tag). */
-interface IndexPointer {
-  readonly kind: 'pointer';
+export interface IndexPointer {
   readonly manifestDigest: string;
   readonly ref: IndexReference;
+  readonly rebuildable: boolean;
 }
 
-type Entry = KnownIndex | KnownManifest | IndexPointer;
+type Entry = KnownIndex | KnownManifest | (IndexPointer & { readonly kind: 'pointer' });
 
 const ENTRY_OVERHEAD = 256;
 
@@ -36,24 +40,32 @@ export interface DigestMapEvents {
 }
 
 export class DigestMap {
-  private readonly lru: LRUCache<string, Entry, () => Promise<Entry>>;
+  private readonly lru: LRUCache<string, Entry>;
+  // One load per key: concurrent misses for a digest share one upstream load. Kept apart from
+  // the LRU so that an entry set meanwhile (a push finishing) never cancels a load in flight.
+  private readonly loading = new Map<string, Promise<KnownIndex | KnownManifest>>();
 
-  constructor(maxBytes: number, private readonly events: DigestMapEvents) {
-    this.lru = new LRUCache<string, Entry, () => Promise<Entry>>({
+  constructor(
+    maxBytes: number,
+    private readonly events: DigestMapEvents,
+    private readonly maxIndexBytes = 1 << 20,
+  ) {
+    this.lru = new LRUCache<string, Entry>({
       maxSize: maxBytes,
       sizeCalculation: (entry) => ENTRY_OVERHEAD + (entry.kind === 'index' ? entry.bytes.length : 0),
-      // One fetch per key: concurrent misses for a digest share one upstream load.
-      fetchMethod: (_key, _stale, { context }) => context(),
     });
   }
 
-  /** Records a conversion: the index by its digest, the manifest by its own. */
+  /**
+   * Records a conversion: the index by its digest, the manifest by its own. An index larger
+   * than `maxIndexBytes` keeps only its pointer: BuildKit cannot import one over 1 MiB anyway,
+   * and a few of them would push every useful entry out.
+   */
   remember(index: KnownIndex): void {
-    this.lru.set(index.indexDigest, index);
-    this.lru.set(index.manifestDigest, {
-      kind: 'converted',
-      ref: { indexDigest: index.indexDigest, indexMediaType: index.mediaType, indexSize: index.bytes.length },
-    });
+    const ref = { indexDigest: index.indexDigest, indexMediaType: index.mediaType, indexSize: index.bytes.length };
+    if (index.bytes.length <= this.maxIndexBytes) this.lru.set(index.indexDigest, index);
+    else this.lru.set(index.indexDigest, { kind: 'pointer', manifestDigest: index.manifestDigest, ref, rebuildable: index.rebuildable });
+    this.lru.set(index.manifestDigest, { kind: 'converted', ref, rebuildable: index.rebuildable });
   }
 
   forget(...digests: string[]): void {
@@ -71,11 +83,10 @@ export class DigestMap {
   async loadIndex(digest: string, load: () => Promise<KnownIndex>): Promise<KnownIndex> {
     const known = this.index(digest);
     if (known) return known;
-    if (this.lru.peek(digest)?.kind === 'pointer') this.lru.delete(digest); // fetch() would return the pointer
-    const entry = await this.lru.fetch(digest, { context: load });
-    if (entry?.kind !== 'index') throw new Error(`digest ${digest} is not an index`);
-    this.remember(entry);
-    return entry;
+    const loaded = await this.once(digest, load);
+    if (loaded.kind !== 'index') throw new Error(`digest ${digest} is not an index`);
+    if (this.lru.peek(digest)?.kind !== 'index') this.remember(loaded);
+    return loaded;
   }
 
   /** What a manifest digest stands for, loaded once however many requests miss together. */
@@ -86,27 +97,39 @@ export class DigestMap {
       return entry;
     }
     this.count('manifest', digest, false);
-    const loaded = await this.lru.fetch(digest, { context: load });
-    if (loaded === undefined || (loaded.kind !== 'converted' && loaded.kind !== 'plain')) throw new Error(`digest ${digest} is not a manifest`);
+    const loaded = await this.once(digest, load);
+    this.lru.set(digest, loaded);
     // A client that resolved the tag asks for the index by digest next: know where it lives.
     if (loaded.kind === 'converted' && this.lru.peek(loaded.ref.indexDigest) === undefined) {
-      this.lru.set(loaded.ref.indexDigest, { kind: 'pointer', manifestDigest: digest, ref: loaded.ref });
+      this.lru.set(loaded.ref.indexDigest, { kind: 'pointer', manifestDigest: digest, ref: loaded.ref, rebuildable: loaded.rebuildable });
     }
     return loaded;
   }
 
   /** The manifest that stands for an index digest, when known, with or without the index bytes. */
-  manifestOf(indexDigest: string): { manifestDigest: string; ref: IndexReference } | undefined {
+  manifestOf(indexDigest: string): IndexPointer | undefined {
     const entry = this.lru.get(indexDigest);
     if (entry?.kind === 'pointer') return entry;
     if (entry?.kind === 'index') {
-      return { manifestDigest: entry.manifestDigest, ref: { indexDigest, indexMediaType: entry.mediaType, indexSize: entry.bytes.length } };
+      return {
+        manifestDigest: entry.manifestDigest,
+        ref: { indexDigest, indexMediaType: entry.mediaType, indexSize: entry.bytes.length },
+        rebuildable: entry.rebuildable,
+      };
     }
     return undefined;
   }
 
   get size(): number {
     return this.lru.calculatedSize;
+  }
+
+  private once<T extends KnownIndex | KnownManifest>(key: string, load: () => Promise<T>): Promise<T> {
+    const pending = this.loading.get(key);
+    if (pending) return pending as Promise<T>;
+    const started = load().finally(() => this.loading.delete(key));
+    this.loading.set(key, started);
+    return started;
   }
 
   private count(kind: string, digest: string, hit: boolean): void {

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
 import { addUpstreamTime } from '../observability/access-log.js';
 import { publicOrigin, rewriteResponseHeaders } from '../passthrough/rewrite.js';
-import { type Headers, type Upstream, type UpstreamRequest, type UpstreamResponse, forwardedRequestHeaders, header } from '../registry/upstream.js';
+import { type Headers, type Upstream, type UpstreamRequest, type UpstreamResponse, header, ownCallHeaders, resolveLocation } from '../registry/upstream.js';
 
 /** An upstream answer that goes back to the client as it is (errors, auth challenges). */
 export class UpstreamAnswer extends Error {
@@ -37,11 +37,9 @@ export function createExchange(config: Config, upstream: Upstream) {
     }
   }
 
-  /** The client's headers for regshim's own calls: credentials and identity, not its content headers. */
+  /** The client's headers for regshim's own calls: its credentials and its name, nothing else. */
   function clientHeaders(req: IncomingMessage, overrides: Headers = {}): Headers {
-    const h = forwardedRequestHeaders(req.headers);
-    for (const name of ['accept', 'content-type', 'if-none-match', 'if-match', 'range', 'docker-content-digest']) delete h[name];
-    return Object.assign(h, overrides);
+    return ownCallHeaders(req.headers, overrides);
   }
 
   function sendUpstream(req: IncomingMessage, res: ServerResponse, up: UpstreamResponse): void {
@@ -73,7 +71,7 @@ export function createExchange(config: Config, upstream: Upstream) {
     for (let hops = 0; hops < 3 && REDIRECTS.has(up.status); hops++) {
       const location = header(up.headers, 'location');
       if (location === undefined) break;
-      const target = new URL(location, config.upstream);
+      const target = resolveLocation(location, config.upstream);
       const sameHost = target.origin === config.upstream.origin;
       up = sameHost
         ? await call(req, res, { method: 'GET', path: target.pathname + target.search, headers: clientHeaders(req) })

@@ -12,7 +12,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { scopeOfPath } from '../registry/auth/scope.js';
 import type { UpstreamAuth } from '../registry/auth/upstream-auth.js';
 import { OciError, sendOciError } from '../registry/errors.js';
-import { upstreamAuthorization } from '../registry/upstream.js';
+import { NOT_FORWARDED, upstreamAuthorization } from '../registry/upstream.js';
 import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
 
 export interface Passthrough {
@@ -26,11 +26,14 @@ const authScopes = new WeakMap<IncomingMessage, string[]>();
 /** http-proxy's options for each request, and the requests already sent again after a 401. */
 const callOptions = new WeakMap<IncomingMessage, { selfHandleResponse?: boolean }>();
 const retried = new WeakSet<IncomingMessage>();
+// What an ingress says about the client's side stays with regshim (registry/upstream.ts).
+const FORWARDING_HEADERS = [...NOT_FORWARDED].filter((h) => h === 'forwarded' || h.startsWith('x-'));
 
 export function createPassthrough(config: Config, log: Logger, metrics: Metrics, auth?: UpstreamAuth): Passthrough {
   const tlsUpstream = config.upstream.protocol === 'https:';
   // Keep-alive: a connection per request costs a third of the small-request rate.
-  const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, scheduling: 'lifo' as const };
+  // Bounded: excess requests queue in the agent instead of opening a connection each.
+  const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, scheduling: 'lifo' as const, maxSockets: config.upstreamConnections };
   const agent = tlsUpstream
     ? new https.Agent({ ...agentOptions, ...(config.upstreamCa ? { ca: config.upstreamCa } : {}) })
     : new ReusedReadBufferAgent(agentOptions);
@@ -45,6 +48,11 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
   const tlsClients = config.tlsCert !== undefined;
   const fallbackHost = `${config.listenHost}:${config.listenPort}`;
 
+  // The origin each client used, read before its forwarding headers are removed.
+  const origins = new WeakMap<IncomingMessage, string>();
+
+  // No header changes here: a request queued for a free upstream connection has already
+  // sent its headers when this runs, and changing them then throws.
   proxy.on('proxyReq', (proxyReq, req, _res, options) => {
     if (auth) callOptions.set(req, options);
     const started = performance.now();
@@ -73,7 +81,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
       // client that logs in to regshim is told to do so again.
       if (config.access.htpasswd) proxyRes.headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
     }
-    rewriteResponseHeaders(proxyRes.headers, config.upstream, publicOrigin(req.headers, tlsClients, fallbackHost));
+    rewriteResponseHeaders(proxyRes.headers, config.upstream, origins.get(req) ?? publicOrigin(req.headers, tlsClients, fallbackHost));
     // An upstream that dies mid-body: end the client's response at once, don't let it hang.
     proxyRes.once('close', () => {
       if (!proxyRes.complete) res.destroy();
@@ -92,10 +100,14 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
     const oci = code === TIMEOUT
       ? new OciError('UPSTREAM_TIMEOUT', `the upstream registry ${config.upstream.origin} did not answer in time`)
       : new OciError('UPSTREAM_UNREACHABLE', `the upstream registry ${config.upstream.origin} cannot be reached`, { cause: code });
-    sendOciError(res, oci, req.method);
+    // The client may still be sending a body nobody reads: close once it has the answer.
+    if (!req.complete) res.shouldKeepAlive = false;
+    sendOciError(res, oci, req.method, req.complete ? {} : { connection: 'close' });
   });
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    origins.set(req, publicOrigin(req.headers, tlsClients, fallbackHost));
+    for (const name of FORWARDING_HEADERS) delete req.headers[name];
     // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
     delete req.headers.expect;
     if (!auth) {

@@ -4,13 +4,25 @@
 // relative URLs are left as they are.
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** The origin the client used to reach regshim. */
+const HOST_RE = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The origin the client used to reach regshim: behind an ingress or a TLS-terminating load
+ * balancer, the scheme and host it names in X-Forwarded-Proto and X-Forwarded-Host (the first,
+ * the client's side). These only shape the Locations the same client is sent back.
+ */
 export function publicOrigin(headers: IncomingHttpHeaders, tls: boolean, fallbackHost: string): string {
-  const forwarded = headers['x-forwarded-proto'];
-  const proto = typeof forwarded === 'string' && /^https?$/.test(forwarded.split(',')[0]?.trim() ?? '')
-    ? (forwarded.split(',')[0] as string).trim()
-    : tls ? 'https' : 'http';
-  return `${proto}://${headers.host ?? fallbackHost}`;
+  const proto = firstValue(headers['x-forwarded-proto'])?.toLowerCase();
+  const forwardedHost = firstValue(headers['x-forwarded-host']);
+  const scheme = proto === 'http' || proto === 'https' ? proto : tls ? 'https' : 'http';
+  const host = forwardedHost !== undefined && HOST_RE.test(forwardedHost) ? forwardedHost
+    : headers.host !== undefined && HOST_RE.test(headers.host) ? headers.host : fallbackHost;
+  return `${scheme}://${host}`;
+}
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  const first = (Array.isArray(value) ? value[0] : value)?.split(',')[0]?.trim();
+  return first === '' ? undefined : first;
 }
 
 export function rewriteUrl(value: string, upstream: URL, origin: string): string {

@@ -2,8 +2,8 @@ import type { ServerResponse } from 'node:http';
 
 /**
  * Every error regshim itself answers with, and its one status. The distribution-spec
- * codes keep their meaning; the UPSTREAM_* and MANIFEST_TOO_LARGE codes are regshim's own,
- * for failures the spec has no code for. Errors from the upstream never go through here:
+ * codes keep their meaning; REQUEST_INVALID, NOT_FOUND, REQUEST_TIMEOUT, MANIFEST_TOO_LARGE, HEADERS_TOO_LARGE
+ * and UPSTREAM_* are regshim's own, for failures the spec has no code for. Errors from the upstream never go through here:
  * they pass back unchanged.
  */
 const STATUS = {
@@ -11,13 +11,18 @@ const STATUS = {
   MANIFEST_INVALID: 400,
   NAME_INVALID: 400,
   UNSUPPORTED: 400,
+  REQUEST_INVALID: 400,
   UNAUTHORIZED: 401,
   DENIED: 403,
   MANIFEST_UNKNOWN: 404,
   NAME_UNKNOWN: 404,
+  NOT_FOUND: 404,
+  REQUEST_TIMEOUT: 408,
   MANIFEST_TOO_LARGE: 413,
+  HEADERS_TOO_LARGE: 431,
   UNKNOWN: 500,
   UPSTREAM_UNREACHABLE: 502,
+  UPSTREAM_INVALID: 502,
   UNAVAILABLE: 503,
   UPSTREAM_TIMEOUT: 504,
 } as const;

@@ -30,10 +30,15 @@ export interface UpstreamRequest {
   maxBodyBytes: number;
 }
 
-// Hop-by-hop headers (RFC 9110 section 7.6.1) and those regshim sets itself.
-const NOT_FORWARDED = new Set([
+// Hop-by-hop headers (RFC 9110 section 7.6.1), those regshim sets itself, and what an
+// ingress adds about the client's side. The upstream answers regshim, and regshim rewrites
+// the Locations it sends to name the origin the client used: a registry that saw
+// X-Forwarded-Host would name that host in an upload Location, on regshim's own uploads too.
+export const NOT_FORWARDED: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer',
   'transfer-encoding', 'upgrade', 'host', 'content-length', 'expect',
+  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix',
+  'x-forwarded-server', 'x-real-ip',
 ]);
 
 /** The client's request headers that go on to the upstream: Authorization among them, unchanged. */
@@ -42,6 +47,20 @@ export function forwardedRequestHeaders(headers: IncomingHttpHeaders, overrides:
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || NOT_FORWARDED.has(name)) continue;
     out[name] = value;
+  }
+  return Object.assign(out, overrides);
+}
+
+// What regshim's own calls (the index blob, a manifest read to restore an index) take from
+// the client: its credentials, and its name for the registry's logs. Nothing else.
+const OWN_CALL_HEADERS = ['authorization', 'user-agent'] as const;
+
+/** Headers for a call regshim makes on a client's behalf. */
+export function ownCallHeaders(headers: IncomingHttpHeaders, overrides: Headers = {}): Headers {
+  const out: Headers = {};
+  for (const name of OWN_CALL_HEADERS) {
+    const value = headers[name];
+    if (value !== undefined) out[name] = value;
   }
   return Object.assign(out, overrides);
 }
@@ -58,6 +77,7 @@ export class Upstream {
     this.origin = config.upstream.origin;
     this.timeoutMs = config.upstreamTimeoutMs;
     this.pool = new Pool(this.origin, {
+      connections: config.upstreamConnections,
       connect: { timeout: Math.min(config.upstreamTimeoutMs, 30_000), ...(config.upstreamCa ? { ca: config.upstreamCa } : {}) },
       headersTimeout: config.upstreamTimeoutMs,
       bodyTimeout: config.upstreamTimeoutMs,
@@ -140,9 +160,14 @@ export class Upstream {
   /** An upload Location may be absolute (on the upstream) or relative; undici wants a path. */
   private pathOf(location: string): string {
     if (location.startsWith('/')) return location;
-    const url = new URL(location, this.origin);
+    let url: URL;
+    try {
+      url = new URL(location, this.origin);
+    } catch {
+      throw new OciError('UPSTREAM_INVALID', 'the upstream sent an upload location that is not a URL');
+    }
     if (url.origin !== this.origin) {
-      throw new OciError('UNKNOWN', `the upstream sent an upload location on another host (${url.host})`);
+      throw new OciError('UPSTREAM_INVALID', `the upstream sent an upload location on another host (${url.host})`);
     }
     return url.pathname + url.search;
   }
@@ -176,6 +201,15 @@ export function toOciError(err: unknown, origin: string): OciError {
   return new OciError('UPSTREAM_UNREACHABLE', `the upstream registry ${origin} cannot be reached`, {
     cause: e.code ?? e.name ?? 'error',
   });
+}
+
+/** A Location the upstream sent, resolved against it; one that is not a URL is the upstream's fault. */
+export function resolveLocation(location: string, upstream: URL): URL {
+  try {
+    return new URL(location, upstream);
+  } catch {
+    throw new OciError('UPSTREAM_INVALID', 'the upstream sent a Location that is not a URL');
+  }
 }
 
 export function header(headers: Headers, name: string): string | undefined {

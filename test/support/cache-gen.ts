@@ -1,6 +1,6 @@
 // Generated BuildKit cache indexes for property tests, both media-type families.
 import fc from 'fast-check';
-import { goDescriptor, goMarshal } from './go-json.js';
+import { goDescriptor, goMarshal } from '../../src/cache/go-json.js';
 
 const OCI = { index: 'application/vnd.oci.image.index.v1+json', layer: 'application/vnd.oci.image.layer.v1.tar+gzip' };
 const DOCKER = { index: 'application/vnd.docker.distribution.manifest.list.v2+json', layer: 'application/vnd.docker.image.rootfs.diff.tar.gzip' };

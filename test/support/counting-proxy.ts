@@ -7,11 +7,14 @@ export interface Recorded {
   method: string;
   path: string;
   status: number;
+  headers: http.IncomingHttpHeaders;
 }
 
 export interface CountingProxy {
   url: string;
   requests: Recorded[];
+  /** TCP connections regshim opened to the wire, and how many are open now. */
+  connections: { opened: number; open: number; peak: number };
   /** The requests recorded since the last reset, as "METHOD path" without the query. */
   take(): string[];
   stop(): Promise<void>;
@@ -25,7 +28,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     const up = http.request(
       { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: req.headers, agent },
       (upRes) => {
-        requests.push({ method: req.method ?? '', path: req.url ?? '', status: upRes.statusCode ?? 0 });
+        requests.push({ method: req.method ?? '', path: req.url ?? '', status: upRes.statusCode ?? 0, headers: req.headers });
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         upRes.pipe(res);
       },
@@ -33,11 +36,18 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
+  const connections = { opened: 0, open: 0, peak: 0 };
+  server.on('connection', (socket) => {
+    connections.opened++;
+    connections.peak = Math.max(connections.peak, ++connections.open);
+    socket.once('close', () => connections.open--);
+  });
   const port = await listenOnLoopback(server);
   let mark = 0;
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    connections,
     take() {
       const out = requests.slice(mark).map((r) => `${r.method} ${r.path.split('?')[0]}`);
       mark = requests.length;

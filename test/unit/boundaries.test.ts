@@ -18,8 +18,8 @@ function filesUnder(dir: string): string[] {
 
 describe('module boundaries', () => {
   it('the conversion is pure: convert.ts and detect.ts import nothing that does I/O', () => {
-    const allowed = new Set(['node:crypto', '../registry/media-types.js', '../registry/routes.js', './detect.js']);
-    for (const file of ['cache/convert.ts', 'cache/detect.ts']) {
+    const allowed = new Set(['node:crypto', '../registry/media-types.js', '../registry/routes.js', './detect.js', './go-json.js']);
+    for (const file of ['cache/convert.ts', 'cache/detect.ts', 'cache/go-json.ts']) {
       expect(importsOf(file).filter((i) => !allowed.has(i)), file).toEqual([]);
     }
   });

@@ -10,6 +10,8 @@ describe('parseConfig', () => {
     expect(config.maxManifestBytes).toBe(4 * 1024 * 1024);
     expect(config.indexMediaType).toBe(DEFAULTS.indexMediaType);
     expect(config.logLevel).toBe('info');
+    expect([config.maxManifestBytesInFlight, config.manifestQueueTimeoutMs, config.upstreamConnections, config.maxClientConnections]).toEqual([64 * 1024 * 1024, 30_000, 64, 1024]);
+    expect([config.clientHeaderTimeoutMs, config.maxHeaderBytes, config.maxHeaderCount]).toEqual([60_000, 16 * 1024, 100]);
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -23,6 +25,13 @@ describe('parseConfig', () => {
     [{ upstreamTimeout: '0.5' }, 'upstreamTimeoutMs', 500],
     [{ clientIdleTimeout: '30' }, 'clientIdleTimeoutMs', 30_000],
     [{ logLevel: 'debug' }, 'logLevel', 'debug'],
+    [{ maxManifestBytesInFlight: '1g' }, 'maxManifestBytesInFlight', 1024 ** 3],
+    [{ manifestQueueTimeout: '2.5' }, 'manifestQueueTimeoutMs', 2500],
+    [{ upstreamConnections: '8' }, 'upstreamConnections', 8],
+    [{ maxClientConnections: ' 10 ' }, 'maxClientConnections', 10],
+    [{ clientHeaderTimeout: '5' }, 'clientHeaderTimeoutMs', 5000],
+    [{ maxHeaderBytes: '8KiB' }, 'maxHeaderBytes', 8192],
+    [{ maxHeaderCount: '50' }, 'maxHeaderCount', 50],
     [{ indexMediaType: 'application/vnd.gitlab.cache+json' }, 'indexMediaType', 'application/vnd.gitlab.cache+json'],
   ])('reads %j', (raw, key, value) => {
     expect(parseConfig({ upstream: 'http://127.0.0.1:5001', ...raw })[key as keyof ReturnType<typeof parseConfig>]).toEqual(value);
@@ -42,6 +51,11 @@ describe('parseConfig', () => {
     [{ upstream: 'http://x', upstreamTimeout: '-1' }, /--upstream-timeout "-1" must be a positive number of seconds/],
     [{ upstream: 'http://x', tlsCert: 'c.pem' }, /--tls-cert and --tls-key go together/],
     [{ upstream: 'http://x', indexMediaType: 'not a type' }, /--index-media-type/],
+    [{ upstream: 'http://x', maxManifestBytesInFlight: '1MiB' }, /--max-manifest-bytes-in-flight \(1048576\) must be at least --max-manifest-bytes/],
+    [{ upstream: 'http://x', upstreamConnections: '0' }, /--upstream-connections "0" must be a positive whole number/],
+    [{ upstream: 'http://x', maxClientConnections: '1.5' }, /--max-client-connections "1.5" must be a positive whole number/],
+    [{ upstream: 'http://x', maxHeaderCount: 'many' }, /--max-header-count "many"/],
+    [{ upstream: 'http://x', clientHeaderTimeout: '0' }, /--client-header-timeout "0" must be a positive number of seconds/],
     [{ upstream: 'http://x', upstreamCa: '/nonexistent.pem' }, /--upstream-ca "\/nonexistent.pem" cannot be read/],
   ])('refuses %j with a message that says how to fix it', (raw, message) => {
     expect(() => parseConfig(raw, { read: () => { throw new Error('ENOENT'); } })).toThrow(ConfigError);

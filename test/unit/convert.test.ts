@@ -9,6 +9,7 @@ import {
   importLimitProblems,
   ociLayerType,
   readConvertedManifest,
+  rebuildIndex,
   registryLimitProblems,
   restoreIndex,
   sha256,
@@ -92,6 +93,17 @@ describe('readConvertedManifest', () => {
     const tampered = { ...converted.manifest, layers: converted.manifest.layers.slice(0, -1) };
     expect(readConvertedManifest(Buffer.from(JSON.stringify(tampered)))).toBeUndefined();
   });
+
+  it.each([
+    [INDEX_MEDIA_TYPE_ANNOTATION, 'text/html\r\nX-Injected: 1'],
+    [INDEX_MEDIA_TYPE_ANNOTATION, 'application/vnd.oci.image.manifest.v1+json'],
+    [INDEX_DIGEST_ANNOTATION, 'sha256:not-hex\r\n'],
+  ])('ignores a manifest whose %s is %j (it would become a response header)', (annotation, value) => {
+    const bytes = fixture('index.json');
+    const converted = toImageManifest(parseCache(bytes), bytes, OWN);
+    const tampered = { ...converted.manifest, annotations: { ...converted.manifest.annotations, [annotation]: value } };
+    expect(readConvertedManifest(Buffer.from(JSON.stringify(tampered)))).toBeUndefined();
+  });
 });
 
 describe('restoreIndex', () => {
@@ -106,6 +118,49 @@ describe('restoreIndex', () => {
 
   it('refuses bytes of another length', () => {
     expect(() => restoreIndex({ ...ref, indexSize: bytes.length + 1 }, bytes)).toThrow(/expected/);
+  });
+});
+
+describe('rebuildIndex: the index from its manifest alone', () => {
+  it.each(['index.json', 'dlist.json'])('rebuilds the real %s byte for byte', (file) => {
+    const bytes = fixture(file);
+    expect(rebuildIndex(toImageManifest(parseCache(bytes), bytes, OWN).bytes)?.equals(bytes)).toBe(true);
+  });
+
+  it('rebuilds every generated index whose cacheconfig is last, and no other', () => {
+    fc.assert(
+      fc.property(cacheIndex(200), (gen) => {
+        const converted = toImageManifest(parseCache(gen.bytes), gen.bytes, OWN);
+        const rebuilt = rebuildIndex(converted.bytes);
+        if (gen.configPosition === gen.layers.length) expect(rebuilt?.equals(gen.bytes)).toBe(true);
+        else expect(rebuilt).toBeUndefined();
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it.each([
+    ['written with spaces', (b: Buffer) => Buffer.from(JSON.stringify(JSON.parse(b.toString()), null, 1))],
+    ['with keys in another order', (b: Buffer) => Buffer.from(b.toString().replace('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",', '{"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2,'))],
+  ])('cannot rebuild an index %s (it says so instead of guessing)', (_name, reshape) => {
+    const bytes = reshape(fixture('index.json'));
+    expect(rebuildIndex(toImageManifest(parseCache(bytes), bytes, OWN).bytes)).toBeUndefined();
+  });
+
+  it('cannot rebuild from a manifest regshim did not write, or from garbage', () => {
+    expect(rebuildIndex(fixture('imgmanifest.json'))).toBeUndefined();
+    expect(rebuildIndex(Buffer.from('{"layers": 7'))).toBeUndefined();
+  });
+});
+
+describe('toImageManifest with sha512', () => {
+  it('names and stores the index by sha512 when the client pushed by sha512', () => {
+    const bytes = fixture('index.json');
+    const converted = toImageManifest(parseCache(bytes), bytes, OWN, 'sha512');
+    expect(converted.indexBlob.digest).toMatch(/^sha512:[0-9a-f]{128}$/);
+    expect(converted.manifest.annotations[INDEX_DIGEST_ANNOTATION]).toBe(converted.indexBlob.digest);
+    expect(readConvertedManifest(converted.bytes)?.indexDigest).toBe(converted.indexBlob.digest);
+    expect(rebuildIndex(converted.bytes)?.equals(bytes)).toBe(true);
   });
 });
 

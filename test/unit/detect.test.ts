@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { classifyManifest } from '../../src/cache/detect.js';
+import { classifyManifest, nestsDeeperThan } from '../../src/cache/detect.js';
 import { fixturesDir } from '../support/oci-archive.js';
 
 const fixture = (name: string) => readFileSync(join(fixturesDir(), name));
@@ -70,5 +70,34 @@ describe('classifyManifest', () => {
     const bad = Array.from({ length: 12 }, () => ({ ...layer, size: -1 }));
     const detection = classifyManifest(index([...bad, config]), undefined);
     expect(detection.kind === 'invalid' && detection.detail.split('; ')).toHaveLength(10);
+  });
+});
+
+describe('deeply nested JSON', () => {
+  const deep = (n: number) => Buffer.from(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":${'['.repeat(n)}${']'.repeat(n)},"size":1}]}`);
+
+  it('is a malformed cache when it claims to be an index, whatever the depth, without running out of stack', () => {
+    for (const n of [100, 10_000, 1_000_000]) {
+      const detection = classifyManifest(deep(n), 'application/vnd.oci.image.index.v1+json');
+      expect(detection).toEqual({ kind: 'invalid', detail: 'the JSON nests deeper than 64 levels; a cache index nests 4' });
+    }
+  });
+
+  it('is left to the upstream when it is not an index', () => {
+    const body = Buffer.from(`{"a":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+    expect(classifyManifest(body, 'application/vnd.oci.image.manifest.v1+json')).toEqual({ kind: 'not-cache' });
+  });
+
+  it('counts brackets inside strings as text', () => {
+    expect(nestsDeeperThan(Buffer.from(`{"a":"${'['.repeat(100)}\\"${'{'.repeat(100)}"}`), 3)).toBe(false);
+    expect(nestsDeeperThan(Buffer.from('[[[[]]]]'), 3)).toBe(true);
+    expect(nestsDeeperThan(Buffer.from('[[[]]]'), 3)).toBe(false);
+  });
+
+  it('quotes a huge value in a problem briefly', () => {
+    const body = Buffer.from(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.buildkit.cacheconfig.v0","digest":"${'a'.repeat(100_000)}","size":1}]}`);
+    const detection = classifyManifest(body, undefined);
+    expect(detection.kind).toBe('invalid');
+    expect(detection.kind === 'invalid' && detection.detail.length).toBeLessThan(300);
   });
 });

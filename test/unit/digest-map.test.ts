@@ -13,6 +13,7 @@ const known = (n: number, size = 100): KnownIndex => ({
   mediaType: 'application/vnd.oci.image.index.v1+json',
   bytes: Buffer.alloc(size, n),
   descriptors: 3,
+  rebuildable: true,
 });
 
 describe('DigestMap', () => {
@@ -22,7 +23,7 @@ describe('DigestMap', () => {
     map.remember(known(1));
     expect(map.index('sha256:i1')?.manifestDigest).toBe('sha256:m1');
     const manifest = await map.loadManifest('sha256:m1', () => Promise.reject(new Error('must not load')));
-    expect(manifest).toEqual({ kind: 'converted', ref: { indexDigest: 'sha256:i1', indexMediaType: 'application/vnd.oci.image.index.v1+json', indexSize: 100 } });
+    expect(manifest).toEqual({ kind: 'converted', ref: { indexDigest: 'sha256:i1', indexMediaType: 'application/vnd.oci.image.index.v1+json', indexSize: 100 }, rebuildable: true });
     expect(events).toEqual({ hits: 2, misses: 0 });
   });
 
@@ -76,5 +77,20 @@ describe('DigestMap', () => {
     map.remember(known(4));
     map.forget('sha256:i4', 'sha256:m4');
     expect(map.index('sha256:i4')).toBeUndefined();
+  });
+
+  it('a conversion remembered while a load of the same digest is in flight does not fail that load', async () => {
+    const map = new DigestMap(1 << 20, counting().sink);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const loading = map.loadIndex('sha256:i5', async () => {
+      await gate;
+      return known(5);
+    });
+    // A push of the same cache finishes first (what lru-cache's fetch() aborted on).
+    map.remember(known(5));
+    release();
+    await expect(loading).resolves.toMatchObject({ indexDigest: 'sha256:i5' });
+    expect(map.index('sha256:i5')).toBeDefined();
   });
 });

@@ -49,6 +49,12 @@ describe('publicOrigin', () => {
   it.each([
     [{ host: 'shim:5000' }, false, 'http://shim:5000'],
     [{ host: 'shim:5000' }, true, 'https://shim:5000'],
+    [{ host: 'backend:5000', 'x-forwarded-host': 'regshim.example', 'x-forwarded-proto': 'https' }, false, 'https://regshim.example'],
+    [{ host: 'backend:5000', 'x-forwarded-host': 'a.example:8443, proxy.internal' }, false, 'http://a.example:8443'],
+    [{ host: 'backend:5000', 'x-forwarded-host': 'evil/path' }, false, 'http://backend:5000'],
+    [{ host: 'bad host' }, false, 'http://127.0.0.1:5000'],
+    [{ host: 'shim', 'x-forwarded-proto': 'HTTPS' }, false, 'https://shim'],
+    [{ host: 'shim', 'x-forwarded-proto': 'gopher' }, true, 'https://shim'],
     [{ host: 'shim', 'x-forwarded-proto': 'https' }, false, 'https://shim'],
     [{ host: 'shim', 'x-forwarded-proto': 'javascript' }, false, 'http://shim'],
     [{}, false, 'http://127.0.0.1:5000'],

@@ -1,6 +1,6 @@
 // Serializes as Go's json.Marshal does (BuildKit writes every cache form with it): compact,
 // HTML-sensitive characters and U+2028/2029 escaped. Field order is the caller's: build
-// objects in struct-field order, map keys sorted, as Go does.
+// objects in struct-field order, map keys sorted, as Go does. Pure.
 export function goMarshal(value: unknown): string {
   return JSON.stringify(value)
     .replace(/</g, '\\u003c')

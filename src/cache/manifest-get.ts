@@ -1,0 +1,114 @@
+// GET and HEAD of /v2/<name>/manifests/<ref>: a converted cache comes back as the exact
+// index bytes the client pushed, with their digest. Everything else is the upstream's answer.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request, Response } from 'express';
+import { contextOf } from '../observability/access-log.js';
+import { accepts, parseAccept, withType } from '../registry/accept.js';
+import { DOCKER_LIST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
+import { isDigest } from '../registry/routes.js';
+import { type Headers, forwardedRequestHeaders, header } from '../registry/upstream.js';
+import { sha256 } from './convert.js';
+import type { CacheContext } from './context.js';
+import type { IndexPointer, KnownIndex } from './digest-map.js';
+import { UpstreamAnswer } from './exchange.js';
+
+export function createGetHandler(ctx: CacheContext) {
+  const { map, log, metrics, lookup } = ctx;
+  const { call, clientHeaders, sendUpstream, sendIndex } = ctx.exchange;
+
+  function logRestore(req: IncomingMessage, name: string, reference: string, index: KnownIndex): void {
+    if (req.method !== 'GET') return;
+    metrics.conversions.inc({ direction: 'out' });
+    log.info(
+      { reqId: contextOf(req)?.id, repo: name, ref: reference, indexDigest: index.indexDigest, manifestDigest: index.manifestDigest, descriptors: index.descriptors, direction: 'out' },
+      'cache index restored',
+    );
+  }
+
+  async function byTag(req: IncomingMessage, res: ServerResponse, name: string, tag: string, accepted: string[]): Promise<void> {
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
+    const path = `/v2/${name}/manifests/${tag}`;
+    // distribution answers 404 for an OCI manifest that Accept does not name: always name it.
+    const up = await call(req, res, { method, path, headers: forwardedRequestHeaders(req.headers, { accept: withType(req.headers.accept, OCI_MANIFEST) }) });
+    if (up.status !== 200 || mediaTypeOf(up.headers) !== OCI_MANIFEST) return sendUpstream(req, res, up);
+    let manifestDigest = header(up.headers, 'docker-content-digest') ?? (method === 'GET' ? sha256(up.body) : undefined);
+    let body: Buffer | undefined = method === 'GET' ? up.body : undefined;
+    if (manifestDigest === undefined) {
+      const full = await call(req, res, { method: 'GET', path, headers: clientHeaders(req, { accept: OCI_MANIFEST }) });
+      if (full.status !== 200) return sendUpstream(req, res, full);
+      body = full.body;
+      manifestDigest = sha256(full.body);
+    }
+    const digest = manifestDigest;
+    const known = await map.loadManifest(digest, async () => lookup.describe(body ?? (await manifestBytes(req, res, name, digest))));
+    if (known.kind === 'plain' || !accepts(accepted, known.ref.indexMediaType)) {
+      if (accepts(accepted, OCI_MANIFEST)) return sendUpstream(req, res, up);
+      // The client did not ask for OCI manifests: give it what the upstream gives it directly.
+      return sendUpstream(req, res, await call(req, res, { method, path, headers: forwardedRequestHeaders(req.headers) }));
+    }
+    const pointer: IndexPointer = { manifestDigest: digest, ref: known.ref, rebuildable: known.rebuildable };
+    if (method === 'HEAD') {
+      // An index that cannot be rebuilt exists only as long as its blob does.
+      if (!known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
+      return sendIndex(req, res, { digest: known.ref.indexDigest, mediaType: known.ref.indexMediaType, size: known.ref.indexSize });
+    }
+    const cached = map.index(known.ref.indexDigest);
+    if (cached && !known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
+    const index = cached ?? (await map.loadIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body })));
+    logRestore(req, name, tag, index);
+    sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+  }
+
+  async function byDigest(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<void> {
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
+    const pointer = map.manifestOf(digest);
+    if (pointer) {
+      // The upstream decides whether this client may read the repository and whether the
+      // manifest still exists; the blob, whether the index does (lookup.ts): both at once.
+      const cached = map.index(digest);
+      const [check, loaded] = await Promise.allSettled([
+        call(req, res, { method: 'HEAD', path: `/v2/${name}/manifests/${pointer.manifestDigest}`, headers: clientHeaders(req, { accept: OCI_MANIFEST }) }),
+        method === 'GET' && !cached
+          ? map.loadIndex(digest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: false }))
+          : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
+      ]);
+      // The manifest's answer first: a cache deleted upstream gets the registry's own 404.
+      if (check.status === 'rejected') throw check.reason;
+      if (check.value.status !== 200) return sendUpstream(req, res, check.value);
+      if (loaded.status === 'rejected') throw loaded.reason;
+      const index = loaded.value;
+      if (method === 'HEAD' || index === undefined) return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize });
+      logRestore(req, name, digest, index);
+      return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+    }
+    const up = await call(req, res, { method, path: `/v2/${name}/manifests/${digest}`, headers: forwardedRequestHeaders(req.headers) });
+    // 2xx is the answer; so are auth refusals. A 404 (or distribution's 500 for a blob
+    // digest) may be an index regshim stored as a blob.
+    if (up.status !== 404 && up.status < 500) return sendUpstream(req, res, up);
+    const found = await lookup.findByIndexDigest(req, res, name, digest);
+    if (!found) return sendUpstream(req, res, up);
+    logRestore(req, name, digest, found);
+    sendIndex(req, res, { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes });
+  }
+
+  async function manifestBytes(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<Buffer> {
+    const full = await call(req, res, { method: 'GET', path: `/v2/${name}/manifests/${digest}`, headers: clientHeaders(req, { accept: OCI_MANIFEST }) });
+    if (full.status !== 200) throw new UpstreamAnswer(full);
+    return full.body;
+  }
+
+  return async function get(req: Request, res: Response): Promise<void> {
+    const { name, reference } = ctx.route(req);
+    const accepted = parseAccept(req.headers.accept);
+    // A client that cannot take an index cannot be given one: nothing for regshim to do.
+    if (!accepted.includes(OCI_INDEX) && !accepted.includes(DOCKER_LIST) && !accepted.includes('*/*')) {
+      return ctx.passthrough(req, res);
+    }
+    if (isDigest(reference)) return byDigest(req, res, name, reference);
+    return byTag(req, res, name, reference, accepted);
+  };
+}
+
+function mediaTypeOf(headers: Headers): string | undefined {
+  return header(headers, 'content-type')?.split(';')[0]?.trim().toLowerCase();
+}

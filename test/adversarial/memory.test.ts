@@ -1,0 +1,78 @@
+// Memory under manifest load, measured on regshim as users start it (the bin): 40 slow 4 MB
+// cache PUTs at once stay under 300 MiB at the peak and under 200 MiB five seconds after.
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { goMarshal } from '../../src/cache/go-json.js';
+import { pushBlobs } from '../support/blobs.js';
+import { Cleanup } from '../support/cleanup.js';
+import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
+import { type Registry, startRegistry } from '../support/registry.js';
+import { type ShimProcess, startShimProcess } from '../support/regshim.js';
+
+const MiB = 1024 * 1024;
+const cleanup = new Cleanup();
+let registry: Registry;
+let shim: ShimProcess;
+let index: FixtureCache;
+
+beforeAll(async () => {
+  registry = await cleanup.track(startRegistry());
+  shim = await cleanup.track(startShimProcess(registry.url));
+  index = await fixtureCache('index');
+  await pushBlobs(registry.url, 'mem/app', index.blobs.values());
+});
+
+afterAll(() => cleanup.run());
+
+/** A valid cache index of about `bytes`, its layers repeated with padded annotations. */
+function bigIndex(bytes: number, salt: string): Buffer {
+  const doc = JSON.parse(index.bytes.toString()) as { manifests: { mediaType: string; annotations?: Record<string, string> }[] };
+  const config = doc.manifests.at(-1)!;
+  const layers = doc.manifests.slice(0, -1).map((l) => ({ ...l, annotations: { ...l.annotations, 'x.pad': `${salt}${'p'.repeat(2000)}` } }));
+  const perLayer = Buffer.byteLength(JSON.stringify(layers[0]));
+  const copies = Math.floor((bytes - 1000) / perLayer);
+  doc.manifests = [...Array.from({ length: copies }, (_, i) => layers[i % layers.length]!), config];
+  return Buffer.from(goMarshal(doc));
+}
+
+/** PUT in 64 KiB pieces over about two seconds. */
+function slowPut(url: string, body: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    let at = 0;
+    const step = () => {
+      if (at >= body.length) return void req.end();
+      req.write(body.subarray(at, at + 64 * 1024));
+      at += 64 * 1024;
+      setTimeout(step, 30);
+    };
+    step();
+  });
+}
+
+async function memory(pid: number): Promise<{ rss: number; peak: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
+}
+
+describe('manifest bytes in flight are bounded', () => {
+  it('40 slow 4 MB cache PUTs: all stored, peak RSS under 300 MiB, under 200 MiB five seconds after', async () => {
+    const bodies = Array.from({ length: 40 }, (_, i) => bigIndex(4 * 1000 * 1000, `s${i}-`));
+    expect(bodies.every((b) => b.length <= 4 * MiB && b.length > 3.9 * 1000 * 1000)).toBe(true);
+    const statuses = await Promise.all(bodies.map((b, i) => slowPut(`${shim.url}/v2/mem/app/manifests/t${i}`, b)));
+    expect(statuses.filter((s) => s !== 201)).toEqual([]);
+    const after = await memory(shim.pid);
+    process.stdout.write(`memory: peak ${(after.peak / MiB).toFixed(1)} MiB\n`);
+    expect(after.peak / MiB).toBeLessThan(300);
+    await new Promise((r) => setTimeout(r, 5000));
+    const settled = await memory(shim.pid);
+    process.stdout.write(`memory: 5 s after ${(settled.rss / MiB).toFixed(1)} MiB\n`);
+    expect(settled.rss / MiB).toBeLessThan(200);
+  }, 180_000);
+});
