@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the e2e tests run against: distribution's registry, containerd + ctr,
-# skopeo, nginx, the ECR credential helper, and an extracted (not installed) dockerd 20.10 from Debian's docker.io.
+# skopeo, nginx, runc, the ECR credential helper, an extracted (not installed) dockerd 20.10
+# from Debian's docker.io, and dockerd 26 with buildx (BuildKit 0.13) extracted from Debian trixie's packages.
 # Idempotent; starts no service and leaves no nginx running.
 set -euo pipefail
 
@@ -45,18 +46,18 @@ stop_system_nginx() {
 }
 
 missing=()
-for c in docker-registry containerd ctr skopeo nginx openssl docker-credential-ecr-login; do
+for c in docker-registry containerd ctr skopeo nginx openssl runc docker-credential-ecr-login; do
   # /usr/sbin is not on every user's PATH, and nginx lives there.
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("$c")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_update_once
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker-registry containerd skopeo nginx-light openssl amazon-ecr-credential-helper >/dev/null
-  echo "installed docker-registry containerd skopeo nginx-light openssl amazon-ecr-credential-helper (missing: ${missing[*]})"
+    docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper >/dev/null
+  echo "installed docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper (missing: ${missing[*]})"
   stop_system_nginx
 else
-  echo "docker-registry, containerd, ctr, skopeo, nginx, openssl already present"
+  echo "docker-registry, containerd, ctr, skopeo, nginx, openssl, runc, docker-credential-ecr-login already present"
 fi
 
 if [ -x "$cache/docker.io/usr/sbin/dockerd" ]; then
@@ -73,4 +74,35 @@ else
   rm -rf "$cache/docker.io"
   dpkg-deb -x "$deb" "$cache/docker.io"
   echo "extracted dockerd into $cache/docker.io"
+fi
+
+# dockerd 26.1.5 (BuildKit v0.13.2), docker-buildx 0.13.1, containerd 1.7 and tini-static
+# from Debian trixie, downloaded with a private apt configuration (the system's sources
+# never name trixie) and extracted, never installed. bookworm's runc (above) runs their
+# containers: trixie's needs a newer glibc.
+trixie="$cache/trixie"
+trixie_pkgs=(docker.io docker-cli docker-buildx containerd tini)
+if [ -x "$trixie/root/usr/sbin/dockerd" ] && [ -f "$trixie/root/.complete" ]; then
+  echo "trixie's dockerd, buildx and containerd already extracted in $trixie/root"
+else
+  apt_dir="$trixie/apt"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$trixie/debs"
+  echo "deb http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+  private_apt=(
+    -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+    # The cache lives under $HOME, which apt's unprivileged download user may not reach.
+    -o APT::Sandbox::User=root
+  )
+  apt-get "${private_apt[@]}" update -qq
+  rm -f "$trixie"/debs/*.deb
+  (cd "$trixie/debs" && apt-get "${private_apt[@]}" download "${trixie_pkgs[@]}" >/dev/null)
+  rm -rf "$trixie/root"
+  for deb in "$trixie"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$trixie/root"
+  done
+  touch "$trixie/root/.complete"
+  # The lists served one download; the next run starts from fresh ones.
+  rm -rf "$apt_dir"
+  echo "extracted ${trixie_pkgs[*]} from trixie into $trixie/root"
 fi

@@ -4,7 +4,9 @@
 // - by tag, the manifest decides: its index comes from the blob, or is rebuilt from the
 //   manifest (any index BuildKit writes can be), or, failing both, the cache is gone;
 // - by index digest, the blob decides as well: a replica that never saw the tag finds the
-//   manifest only through the blob, so one that did must not answer without it either.
+//   manifest only through the blob. So a replica that knows the cache serves it only while
+//   both are there, and otherwise answers as one that never knew it: with the registry's
+//   own answer for that URL (distribution 2.8 serves any blob there; strict registries 404).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
 import type { Logger } from '../observability/log.js';

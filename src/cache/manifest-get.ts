@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import { contextOf } from '../observability/access-log.js';
 import { accepts, parseAccept, withType } from '../registry/accept.js';
+import { OciError } from '../registry/errors.js';
 import { DOCKER_LIST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
 import { type Headers, forwardedRequestHeaders, header } from '../registry/upstream.js';
@@ -72,14 +73,18 @@ export function createGetHandler(ctx: CacheContext) {
           ? map.loadIndex(digest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: false }))
           : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
       ]);
-      // The manifest's answer first: a cache deleted upstream gets the registry's own 404.
       if (check.status === 'rejected') throw check.reason;
-      if (check.value.status !== 200) return sendUpstream(req, res, check.value);
-      if (loaded.status === 'rejected') throw loaded.reason;
-      const index = loaded.value;
-      if (method === 'HEAD' || index === undefined) return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize });
-      logRestore(req, name, digest, index);
-      return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+      if (check.value.status !== 200 && check.value.status !== 404) return sendUpstream(req, res, check.value);
+      if (check.value.status === 200 && loaded.status === 'fulfilled') {
+        const index = loaded.value;
+        if (method === 'HEAD' || index === undefined) return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize });
+        logRestore(req, name, digest, index);
+        return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+      }
+      if (loaded.status === 'rejected' && !isGone(loaded.reason)) throw loaded.reason;
+      // The manifest or the index blob is gone: answer exactly as a replica that never knew
+      // this cache would, from the registry (lookup.ts).
+      map.forget(digest, pointer.manifestDigest);
     }
     const up = await call(req, res, { method, path: `/v2/${name}/manifests/${digest}`, headers: forwardedRequestHeaders(req.headers) });
     // 2xx is the answer; so are auth refusals. A 404 (or distribution's 500 for a blob
@@ -107,6 +112,10 @@ export function createGetHandler(ctx: CacheContext) {
     if (isDigest(reference)) return byDigest(req, res, name, reference);
     return byTag(req, res, name, reference, accepted);
   };
+}
+
+function isGone(err: unknown): boolean {
+  return err instanceof OciError && err.code === 'MANIFEST_UNKNOWN';
 }
 
 function mediaTypeOf(headers: Headers): string | undefined {

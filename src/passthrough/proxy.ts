@@ -108,6 +108,9 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     origins.set(req, publicOrigin(req.headers, tlsClients, fallbackHost));
     for (const name of FORWARDING_HEADERS) delete req.headers[name];
+    // Hop-by-hop (RFC 9110 section 7.6.1): a client's `Connection: close` is about its own
+    // connection; passed on, it would close regshim's keep-alive connection upstream too.
+    for (const name of hopByHop(req.headers)) delete req.headers[name];
     // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
     delete req.headers.expect;
     if (!auth) {
@@ -176,6 +179,15 @@ export function refuseBodyOnDelete(req: IncomingMessage, res: ServerResponse): b
   res.shouldKeepAlive = false;
   sendOciError(res, new OciError('UNSUPPORTED', `a ${method} request must not carry a body`), method, { connection: 'close' });
   return true;
+}
+
+// Never removed because Connection names them: the request's framing and its target.
+const KEPT = new Set(['', 'host', 'content-length', 'transfer-encoding']);
+
+/** The hop-by-hop headers of a request: the fixed ones and those its Connection names. */
+function hopByHop(headers: IncomingMessage['headers']): string[] {
+  const named = (headers.connection ?? '').split(',').map((t) => t.trim().toLowerCase()).filter((t) => !KEPT.has(t));
+  return ['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', ...named];
 }
 
 function hasBody(req: IncomingMessage): boolean {

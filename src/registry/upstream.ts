@@ -117,6 +117,9 @@ export class Upstream {
         headers: req.headers,
         body: req.body ?? null,
         signal: req.signal,
+        // undici closes the connection after every HEAD unless told not to (a guard against
+        // servers that send a body anyway); registries don't, and BuildKit resolves with HEADs.
+        reset: false,
       });
     } catch (err) {
       throw toOciError(err, this.origin);

@@ -99,20 +99,20 @@ describe('upstream connections are bounded (--upstream-connections)', () => {
   afterAll(() => oneShot.close());
 
   it('1,000 concurrent HEADs of a cache tag use at most 8 connections, and all succeed', async () => {
-    wire.connections.peak = wire.connections.open;
+    wire.sockets.peak = wire.sockets.open;
     const results = await Promise.all(Array.from({ length: 1000 }, () =>
       fetch(`${shim.url}/v2/load/conns/manifests/cache`, { method: 'HEAD', headers: { accept: ALL_MANIFEST_TYPES }, dispatcher: oneShot } as RequestInit).then((r) => r.status)));
     expect(results.filter((s) => s !== 200)).toEqual([]);
-    expect(wire.connections.peak).toBeLessThanOrEqual(8);
+    expect(wire.sockets.peak).toBeLessThanOrEqual(8);
   });
 
   it('200 concurrent blob GETs through the pass-through use at most 8 connections, and all succeed', async () => {
     const [digest, blob] = [...index.blobs.entries()][0] as [string, Buffer];
-    wire.connections.peak = wire.connections.open;
+    wire.sockets.peak = wire.sockets.open;
     const bodies = await Promise.all(Array.from({ length: 200 }, () =>
       fetch(`${shim.url}/v2/load/conns/blobs/${digest}`, { dispatcher: oneShot } as RequestInit).then(async (r) => Buffer.from(await r.arrayBuffer()))));
     expect(bodies.filter((b) => !b.equals(blob))).toEqual([]);
     // Eight for streams, plus the idle ones of regshim's own pool, which is bounded the same way.
-    expect(wire.connections.peak).toBeLessThanOrEqual(16);
+    expect(wire.sockets.peak).toBeLessThanOrEqual(16);
   });
 });

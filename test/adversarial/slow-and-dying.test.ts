@@ -36,14 +36,14 @@ describe('slow clients', () => {
   });
 
   it('a body that stalls is cut after --client-idle-timeout, and the upstream request with it', async () => {
-    const upstreamClosed = faulty.closed(STALL);
+    const arrival = faulty.arrival(STALL);
     const res = await rawExchange(slow.url, [
       `PATCH ${STALL} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n`,
       'only the start',
     ], { waitMs: 8000 });
     expect(res.closed).toBe(true);
     expect(res.elapsedMs).toBeLessThan(5000);
-    await upstreamClosed;
+    await (await arrival).closed;
   });
 });
 

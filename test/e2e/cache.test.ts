@@ -81,12 +81,14 @@ describe('containerd pushes a cache through regshim', () => {
   });
 
   it('a re-push of an identical cache sends no manifest PUT and no upload', async () => {
+    const first = await push('index', shim.host, 'team/app', 'cache-repush');
+    expect(first.code, first.stderr).toBe(0);
     wire.take();
-    const again = await push('index', shim.host, 'team/app', 'cache-index');
+    const again = await push('index', shim.host, 'team/app', 'cache-repush');
     expect(again.code, again.stderr).toBe(0);
     const seen = wire.take();
     expect(seen.filter((r) => !r.startsWith('HEAD '))).toEqual([]);
-    expect(seen).toContain('HEAD /v2/team/app/manifests/cache-index');
+    expect(seen).toContain('HEAD /v2/team/app/manifests/cache-repush');
   });
 
   it("BuildKit's own image-manifest cache passes through byte for byte", async () => {
@@ -157,19 +159,21 @@ describe("dockerd 20.10's BuildKit imports through regshim", () => {
   it('gets CACHED for both steps through regshim, and none straight from the upstream (the control)', async () => {
     // A fresh regshim, in front of a registry that will not serve the index by digest
     // as distribution 2.8 does: the import must work from regshim's own mapping.
+    const pushed = await push('index', shim.host, 'team/dockerd', 'cache');
+    expect(pushed.code, pushed.stderr).toBe(0);
     const gate = await cleanup.track(startStrictGate(registry.url));
     const importer = await cleanup.track(startShim(gate.url));
     const dockerd = await cleanup.track(startDockerd({ containerdSock: ctrd.sock, insecureRegistries: [registry.host, importer.host] }));
     const ctx = join(workDir, 'ctx');
     await copyFixtureContext(ctx);
 
-    const control = await dockerd.docker(['build', '--progress=plain', '--cache-from', `${registry.host}/team/app:cache-index`, '-t', 'local/control', ctx]);
+    const control = await dockerd.docker(['build', '--progress=plain', '--cache-from', `${registry.host}/team/dockerd:cache`, '-t', 'local/control', ctx]);
     expect(control.code, control.stderr).toBe(0);
     expect(cachedSteps(control.stderr)).toEqual([]);
     expect((await dockerd.docker(['builder', 'prune', '-af'])).code).toBe(0);
     expect((await dockerd.docker(['rmi', '-f', 'local/control'])).code).toBe(0);
 
-    const build = await dockerd.docker(['build', '--progress=plain', '--cache-from', `${importer.host}/team/app:cache-index`, '-t', 'local/t', ctx]);
+    const build = await dockerd.docker(['build', '--progress=plain', '--cache-from', `${importer.host}/team/dockerd:cache`, '-t', 'local/t', ctx]);
     expect(build.code, build.stderr).toBe(0);
     expect(cachedSteps(build.stderr), build.stderr).toEqual(['[1/2] COPY a.txt /a.txt', '[2/2] COPY b.txt /b.txt']);
     expect(importer.logs.some((l) => l.msg === 'cache index restored' && l.indexDigest === cache('index').digest)).toBe(true);

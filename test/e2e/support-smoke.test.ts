@@ -1,12 +1,14 @@
 // Proves the e2e helpers against the real parts, with no regshim in between: the real
 // registry, ctr, skopeo and dockerd's BuildKit, and the fixture cache in its index form.
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanNamespaces, startContainerd, type Containerd } from '../support/containerd.js';
 import { cachedSteps, startDockerd } from '../support/dockerd.js';
 import { copyFixtureContext, fixtureCache, writeOciArchive } from '../support/oci-archive.js';
 import { Cleanup } from '../support/cleanup.js';
+import { makeTempDir, removeTempDir, runCommand } from '../support/processes.js';
 import { startRegistry, type Registry } from '../support/registry.js';
 import { makeMultiArchLayout, makeTestImage, skopeo } from '../support/skopeo.js';
 
@@ -138,5 +140,19 @@ describe('e2e support helpers against the real registry and clients', () => {
     expect(build.code, build.stderr).toBe(0);
     // --progress=plain writes to stderr: "#5 [1/2] COPY a.txt /a.txt" then "#5 CACHED".
     expect(cachedSteps(build.stderr), build.stderr).toEqual(['[1/2] COPY a.txt /a.txt', '[2/2] COPY b.txt /b.txt']);
+  });
+
+  it('removeTempDir unmounts what a runtime left mounted under the folder, deepest first, then deletes it', async () => {
+    const dir = await makeTempDir('regshim-smoke-mounts-');
+    await mkdir(join(dir, 'a', 'deep'), { recursive: true });
+    await mkdir(join(dir, 'b'));
+    await mkdir(join(dir, 'with space'));
+    for (const args of [['--bind', join(dir, 'a'), join(dir, 'b')], ['-t', 'tmpfs', 'none', join(dir, 'b', 'deep')], ['-t', 'tmpfs', 'none', join(dir, 'with space')]]) {
+      const mounted = await runCommand('mount', args);
+      expect(mounted.code, mounted.stderr).toBe(0);
+    }
+    await removeTempDir(dir);
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(dir);
+    expect(existsSync(dir)).toBe(false);
   });
 });

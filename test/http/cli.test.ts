@@ -8,6 +8,8 @@ import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.j
 import { pushBlobs, putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { fixtureCache, fixturesDir } from '../support/oci-archive.js';
+import http from 'node:http';
+import { startCountingProxy } from '../support/counting-proxy.js';
 import { freePort, runCommand, startProcess, waitFor } from '../support/processes.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { startShimProcess } from '../support/regshim.js';
@@ -77,6 +79,79 @@ describe('regshim serve', () => {
     expect(environ).toEqual(expect.arrayContaining(['MALLOC_ARENA_MAX=2', 'MALLOC_TRIM_THRESHOLD_=67108864']));
     const version = await runCommand(argv[0] as string, ['--version']);
     expect(version.stdout).toMatch(/^v24\./);
+  });
+});
+
+describe('flags, environment and signals', () => {
+  /** regshim from the bin with these args and env; resolves its URL and process. */
+  async function serve(upstream: string, args: string[], env: Record<string, string>, port?: number) {
+    const dir = await cleanup.tempDir('regshim-cli-');
+    const proc = await cleanup.track(
+      startProcess({ cmd: bin, args, logFile: join(dir, 'regshim.log'), env: { ...process.env, REGSHIM_UPSTREAM: upstream, ...env } }),
+    );
+    const url = `http://127.0.0.1:${port ?? (await freePort())}`;
+    return { proc, url, logFile: join(dir, 'regshim.log') };
+  }
+
+  /** A manifest body of exactly `size` bytes (a plain image manifest, padded). */
+  const manifestOf = (size: number) => {
+    const doc = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}';
+    return Buffer.from(doc + ' '.repeat(size - doc.length));
+  };
+  const putStatus = async (url: string, size: number) =>
+    (await putManifest(url, 'cli/size', 'x', manifestOf(size), 'application/vnd.oci.image.manifest.v1+json')).status;
+
+  it('a flag wins over its environment variable, and sizes take suffixes', async () => {
+    const registry = await cleanup.track(startRegistry());
+    const [envPort, flagPort] = [await freePort(), await freePort()];
+    const { url, logFile, proc } = await serve(
+      registry.url,
+      ['--listen', `127.0.0.1:${flagPort}`, '--max-manifest-bytes', '2KiB'],
+      { REGSHIM_LISTEN: `127.0.0.1:${envPort}`, REGSHIM_MAX_MANIFEST_BYTES: '1k' },
+      flagPort,
+    );
+    await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000, what: 'regshim on the flag port', logFile, process: proc });
+    await expect(fetch(`http://127.0.0.1:${envPort}/healthz`)).rejects.toThrow();
+    expect(await putStatus(url, 2048)).not.toBe(413);
+    expect(await putStatus(url, 2049)).toBe(413);
+  });
+
+  it('reads a size with a suffix from the environment', async () => {
+    const registry = await cleanup.track(startRegistry());
+    const port = await freePort();
+    const { url, logFile, proc } = await serve(registry.url, [], { REGSHIM_LISTEN: `127.0.0.1:${port}`, REGSHIM_MAX_MANIFEST_BYTES: '1k' }, port);
+    await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000, what: 'regshim', logFile, process: proc });
+    expect(await putStatus(url, 1024)).not.toBe(413);
+    expect(await putStatus(url, 1025)).toBe(413);
+  });
+
+  it('on SIGTERM lets an upload in flight finish, then exits 0', async () => {
+    const registry = await cleanup.track(startRegistry());
+    const wire = await cleanup.track(startCountingProxy(registry.url));
+    const port = await freePort();
+    const { url, logFile, proc } = await serve(wire.url, ['--listen', `127.0.0.1:${port}`], {}, port);
+    await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000, what: 'regshim', logFile, process: proc });
+    const post = await fetch(`${url}/v2/cli/drain/blobs/uploads/`, { method: 'POST' });
+    expect(post.status).toBe(202);
+    const location = new URL(post.headers.get('location') ?? '', url);
+    const req = http.request(location, { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' } });
+    const status = new Promise<number>((resolve, reject) => {
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+    });
+    status.catch(() => undefined); // awaited below; a failure before that must not go unhandled
+    req.write(Buffer.alloc(64 * 1024, 1));
+    // The PATCH has reached the upstream: regshim holds it, its body still coming.
+    await waitFor(async () => wire.requests.some((r) => r.method === 'PATCH'), { timeoutMs: 5_000, what: 'the PATCH upstream' });
+    process.kill(proc.pid, 'SIGTERM');
+    // Stopped accepting: a new connection is refused.
+    await waitFor(async () => (await fetch(`${url}/healthz`).then(() => false, () => true)), { timeoutMs: 5_000, what: 'regshim to stop accepting' });
+    req.end(Buffer.alloc(64 * 1024, 2));
+    expect(await status).toBe(202);
+    expect(await proc.exit).toEqual({ code: 0, signal: null });
   });
 });
 

@@ -1,24 +1,26 @@
 // Faults the real registry cannot produce on cue, against a simulated upstream
 // (test/support/faulty-upstream.ts), and an upstream that is not there at all.
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FaultyUpstream, startFaultyUpstream } from '../support/faulty-upstream.js';
 import { Cleanup } from '../support/cleanup.js';
-import { freePort } from '../support/processes.js';
+import { freePort, waitFor } from '../support/processes.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim } from '../support/regshim.js';
 
 const DIES = '/v2/f/blobs/sha256:dies';
 const SILENT = '/v2/f/blobs/sha256:silent';
 const SILENT_MANIFEST = '/v2/f/manifests/silent';
+const SILENT_MANIFESTS = '/v2/f/manifests/silent-*';
 
 const cleanup = new Cleanup();
 let faulty: FaultyUpstream;
 let shim: RunningShim;
 
 beforeAll(async () => {
-  faulty = await cleanup.track(startFaultyUpstream({ [DIES]: 'die-mid-body', [SILENT]: 'silent', [SILENT_MANIFEST]: 'silent' }));
+  faulty = await cleanup.track(startFaultyUpstream({ [DIES]: 'die-mid-body', [SILENT]: 'silent', [SILENT_MANIFEST]: 'silent', [SILENT_MANIFESTS]: 'silent' }));
   shim = await cleanup.track(startShim(faulty.url, { upstreamTimeout: '0.5' }));
 });
 
@@ -53,16 +55,42 @@ describe('upstream faults', () => {
     expect(res.body.errors[0].code).toBe('UPSTREAM_TIMEOUT');
   });
 
-  it('cancels the upstream request when the client leaves first', async () => {
-    const req = http.get(`${shim.url}/v2/f/blobs/sha256:silent?leave=1`);
+});
+
+describe('a client that leaves first', () => {
+  // A long upstream timeout, so only the guard can close the upstream request in time.
+  let patient: RunningShim;
+  beforeAll(async () => {
+    patient = await cleanup.track(startShim(faulty.url, { upstreamTimeout: '30' }));
+  });
+
+  /** Sends GET target, waits until the upstream has it, leaves; resolves how long the upstream request outlived the client. */
+  async function leaveAfterArrival(target: string, headers: Record<string, string> = {}): Promise<number> {
+    const req = http.get(`${patient.url}${target}`, { headers });
     req.on('error', () => undefined);
-    // Wait until the request has reached the upstream, then leave.
-    const closed = faulty.closed(SILENT);
-    await new Promise((r) => setTimeout(r, 100));
+    const seen = await faulty.arrival(target);
     const left = performance.now();
     req.destroy();
-    const upstreamClosed = await closed;
-    expect(upstreamClosed - left).toBeLessThan(400); // before the 500 ms upstream timeout could have fired
+    // Without the guard the upstream request lives on until the 30 s timeout: give up at 3 s.
+    const closedAt = await Promise.race([seen.closed, new Promise<number>((r) => setTimeout(() => r(Number.POSITIVE_INFINITY), 3_000))]);
+    return closedAt - left;
+  }
+
+  it('cancels the upstream request of a pass-through (blob) request', async () => {
+    // Guard: http-proxy-3 destroys the proxied request on res 'close' (web-incoming.js).
+    expect(await leaveAfterArrival(`/v2/f/blobs/sha256:silent?id=${randomUUID()}`)).toBeLessThan(1_000);
+  });
+
+  it("cancels regshim's own upstream request (manifest)", async () => {
+    // Guard: the AbortController in src/cache/exchange.ts call().
+    expect(await leaveAfterArrival(`/v2/f/manifests/silent-${randomUUID()}`, { accept: 'application/vnd.oci.image.index.v1+json' })).toBeLessThan(1_000);
+  });
+
+  it('is logged with status 499 and its X-Request-Id', async () => {
+    const id = `leaver-${randomUUID()}`;
+    await leaveAfterArrival(`/v2/f/blobs/sha256:silent?id=${id}`, { 'x-request-id': id });
+    await waitFor(async () => patient.logs.some((l) => l.reqId === id), { timeoutMs: 2_000, what: 'the log line of the request' });
+    expect(patient.logs.find((l) => l.reqId === id)).toMatchObject({ msg: 'request', method: 'GET', status: 499 });
   });
 });
 

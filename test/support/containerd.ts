@@ -20,7 +20,14 @@ export interface Containerd {
   stop(): Promise<void>;
 }
 
-export async function startContainerd(): Promise<Containerd> {
+export interface ContainerdOptions {
+  /** Where another containerd's `containerd`, `ctr` and shims are; default: the machine's. */
+  binDir?: string;
+  /** Plugins to disable besides CRI. */
+  disabledPlugins?: string[];
+}
+
+export async function startContainerd(opts: ContainerdOptions = {}): Promise<Containerd> {
   const dir = await makeTempDir('regshim-ctrd-');
   const root = join(dir, 'root');
   const sock = join(dir, 'sock');
@@ -34,7 +41,7 @@ export async function startContainerd(): Promise<Containerd> {
       `root = "${root}"`,
       `state = "${join(dir, 'state')}"`,
       // CRI would want a CNI setup and watch the whole machine's images; not needed here.
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      `disabled_plugins = ${JSON.stringify(['io.containerd.grpc.v1.cri', ...(opts.disabledPlugins ?? [])])}`,
       '[grpc]',
       `  address = "${sock}"`,
       '[ttrpc]',
@@ -47,9 +54,12 @@ export async function startContainerd(): Promise<Containerd> {
       '',
     ].join('\n'),
   );
-  const ctr = (args: string[], opts?: RunOptions): Promise<RunResult> => runCommand('ctr', ['-a', sock, ...args], opts);
+  const bin = (name: string): string => (opts.binDir ? join(opts.binDir, name) : name);
+  // containerd finds its shims (containerd-shim-runc-v2) on PATH.
+  const env = opts.binDir ? { ...process.env, PATH: `${opts.binDir}:${process.env.PATH ?? ''}` } : process.env;
+  const ctr = (args: string[], runOpts?: RunOptions): Promise<RunResult> => runCommand(bin('ctr'), ['-a', sock, ...args], runOpts);
   const proc = await startReady(
-    { cmd: 'containerd', args: ['--config', config], logFile, cwd: dir },
+    { cmd: bin('containerd'), args: ['--config', config], env, logFile, cwd: dir, leftovers: [dir] },
     {
       ready: async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0,
       timeoutMs: 30_000,

@@ -1,5 +1,6 @@
-// dockerd 20.10 (extracted from Debian's docker.io by scripts/ensure-deps.sh), for its
-// embedded BuildKit (~v0.8): a real cache importer that ignores the image-manifest form.
+// dockerd from extracted Debian packages, never installed: 20.10 (bookworm's docker.io,
+// embedded BuildKit ~v0.8, a real cache importer that ignores the image-manifest form) and,
+// through buildx.ts, 26 (trixie's, BuildKit v0.13). Both extracted by scripts/ensure-deps.sh.
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -15,29 +16,44 @@ import {
 
 export interface Dockerd {
   logFile: string;
+  /** The client's DOCKER_CONFIG folder (empty unless the caller puts something there). */
+  clientDir: string;
   /** The extracted `docker` client against this daemon; never throws on a non-zero exit. */
   docker(args: string[], opts?: RunOptions): Promise<RunResult>;
   stop(): Promise<void>;
 }
 
-export function dockerPackageDir(): string {
-  const cache = process.env.REGSHIM_TEST_CACHE ?? join(homedir(), '.cache', 'regshim-test');
-  return join(cache, 'docker.io');
+/** Where ensure-deps.sh downloads and extracts packages. */
+export function testCacheDir(): string {
+  return process.env.REGSHIM_TEST_CACHE ?? join(homedir(), '.cache', 'regshim-test');
 }
 
-// dockerd writes these whatever its config says; remove them afterwards only if it created them.
+export function dockerPackageDir(): string {
+  return join(testCacheDir(), 'docker.io');
+}
+
+// dockerd 20.10 writes these whatever its config says; remove them afterwards only if it created them.
 const MACHINE_PATHS = ['/etc/docker/key.json', '/run/docker'];
 
-export async function startDockerd(opts: { containerdSock: string; insecureRegistries: string[] }): Promise<Dockerd> {
-  const pkg = dockerPackageDir();
-  const dockerdBin = join(pkg, 'usr', 'sbin', 'dockerd');
+export interface EngineOptions {
+  /** An extracted package tree with usr/sbin/dockerd and usr/bin/docker. */
+  pkgDir: string;
+  containerdSock: string;
+  /** daemon.json entries beyond the paths, the containerd and the network settings. */
+  daemonConfig: Record<string, unknown>;
+}
+
+/** dockerd with every path in a temp folder, its own containerd, and no networking. */
+export async function startEngine(opts: EngineOptions): Promise<Dockerd> {
+  const dockerdBin = join(opts.pkgDir, 'usr', 'sbin', 'dockerd');
   if (!existsSync(dockerdBin)) throw new Error(`${dockerdBin} is missing: run scripts/ensure-deps.sh`);
   const preexisting = new Set(MACHINE_PATHS.filter((p) => existsSync(p)));
   const dir = await makeTempDir('regshim-dockerd-');
   const sock = join(dir, 'docker.sock');
   const logFile = join(dir, 'dockerd.log');
   const config = join(dir, 'daemon.json');
-  await mkdir(join(dir, 'client'));
+  const clientDir = join(dir, 'client');
+  await mkdir(clientDir);
   await writeFile(
     config,
     JSON.stringify({
@@ -48,25 +64,23 @@ export async function startDockerd(opts: { containerdSock: string; insecureRegis
       containerd: opts.containerdSock,
       'containerd-namespace': 'dk',
       'containerd-plugins-namespace': 'dk-plugins',
-      // No networking: builds are FROM scratch + COPY, and the machine's firewall stays untouched.
+      // No networking: builds are FROM scratch, and the machine's firewall stays untouched.
       iptables: false,
       ip6tables: false,
       bridge: 'none',
-      'storage-driver': 'vfs',
-      'insecure-registries': opts.insecureRegistries,
-      features: { buildkit: true },
+      ...opts.daemonConfig,
     }),
   );
-  const env = { ...process.env, PATH: `${join(pkg, 'usr', 'bin')}:${process.env.PATH ?? ''}` };
+  const env = { ...process.env, PATH: `${join(opts.pkgDir, 'usr', 'bin')}:${process.env.PATH ?? ''}` };
   const clientEnv = {
     ...env,
     DOCKER_HOST: `unix://${sock}`,
     DOCKER_BUILDKIT: '1',
-    // Keep the client's config.json out of $HOME.
-    DOCKER_CONFIG: join(dir, 'client'),
+    // Keep the client's config.json (and buildx's state) out of $HOME.
+    DOCKER_CONFIG: clientDir,
   };
   const docker = (args: string[], runOpts: RunOptions = {}): Promise<RunResult> =>
-    runCommand(join(pkg, 'usr', 'bin', 'docker'), args, { ...runOpts, env: { ...clientEnv, ...runOpts.env } });
+    runCommand(join(opts.pkgDir, 'usr', 'bin', 'docker'), args, { ...runOpts, env: { ...clientEnv, ...runOpts.env } });
 
   const removeAll = async (): Promise<void> => {
     await removeTempDir(dir);
@@ -75,14 +89,29 @@ export async function startDockerd(opts: { containerdSock: string; insecureRegis
     }
   };
   const proc = await startReady(
-    { cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir },
+    // Killed with the runner, dockerd leaves its temp dir and the machine paths it created.
+    { cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir, leftovers: [dir, ...MACHINE_PATHS.filter((p) => !preexisting.has(p))] },
     { ready: async () => (await docker(['version'], { timeoutMs: 10_000 })).code === 0, timeoutMs: 60_000, what: `dockerd on ${sock}`, cleanup: removeAll },
   );
   const stop = async (): Promise<void> => {
     await proc.stop();
     await removeAll();
   };
-  return { logFile, docker, stop };
+  return { logFile, clientDir, docker, stop };
+}
+
+/** dockerd 20.10 and its BuildKit ~v0.8, on the machine's containerd. */
+export function startDockerd(opts: { containerdSock: string; insecureRegistries: string[] }): Promise<Dockerd> {
+  return startEngine({
+    pkgDir: dockerPackageDir(),
+    containerdSock: opts.containerdSock,
+    daemonConfig: { 'storage-driver': 'vfs', 'insecure-registries': opts.insecureRegistries, features: { buildkit: true } },
+  });
+}
+
+/** A Dockerfile step as BuildKit names it: `[2/3] COPY ...`, or `[stage 2/3] COPY ...` in a multi-stage build. */
+export function isBuildStep(vertexName: string): boolean {
+  return /^\[(?:[^\]]+ )?\d+\/\d+\] /.test(vertexName);
 }
 
 /** The names of the build steps that BuildKit reported as CACHED (from --progress=plain), in order. */
@@ -90,8 +119,8 @@ export function cachedSteps(progress: string): string[] {
   const names = new Map<string, string>();
   const cached: string[] = [];
   for (const line of progress.split('\n')) {
-    const step = /^#(\d+) (\[\d+\/\d+\] .*)$/.exec(line);
-    if (step?.[1] && step[2]) names.set(step[1], step[2]);
+    const step = /^#(\d+) (.*)$/.exec(line);
+    if (step?.[1] && step[2] && isBuildStep(step[2])) names.set(step[1], step[2]);
     const hit = /^#(\d+) CACHED$/.exec(line);
     if (hit?.[1]) cached.push(names.get(hit[1]) ?? `#${hit[1]}`);
   }

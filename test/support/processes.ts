@@ -1,6 +1,8 @@
 // Long-lived child processes for e2e tests: each gets its own process group so that
-// stop() also ends whatever it forked, and nothing is ever killed by name.
+// stop() also ends whatever it forked, and nothing is ever killed by name. A test runner
+// that dies leaves none of them behind: see the process-group registry below.
 import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,13 +15,104 @@ export interface StartOptions {
   logFile: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Paths to remove if the runner dies before stop() (files a daemon writes outside its temp dir). */
+  leftovers?: string[];
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 export interface Started {
   pid: number;
   /** Has the process exited (by itself or through stop())? */
   exited(): boolean;
+  /** Resolves when the process has exited, with its code or signal. */
+  exit: Promise<Exit>;
   stop(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Process-group registry. Every group started here is killed when this process exits,
+// however it exits: normally, by an uncaught error, or by SIGINT/SIGTERM/SIGHUP. A process
+// killed outright (SIGKILL, OOM) runs no handler, so each group is also written to the
+// folder named by REGSHIM_TEST_PROCESSES, which the runner's global teardown
+// (test/support/global-setup.ts) sweeps with killRegisteredGroups().
+// ---------------------------------------------------------------------------------------
+
+export const PROCESS_DIR_ENV = 'REGSHIM_TEST_PROCESSES';
+
+interface Registered {
+  pid: number;
+  cmd: string;
+  leftovers: string[];
+}
+
+const live = new Map<number, Registered>();
+let handlersInstalled = false;
+
+function register(entry: Registered): void {
+  live.set(entry.pid, entry);
+  const dir = process.env[PROCESS_DIR_ENV];
+  if (dir) writeFileSync(join(dir, String(entry.pid)), JSON.stringify(entry));
+  if (!handlersInstalled) installHandlers();
+}
+
+function unregister(pid: number): void {
+  live.delete(pid);
+  const dir = process.env[PROCESS_DIR_ENV];
+  if (dir) {
+    try {
+      unlinkSync(join(dir, String(pid)));
+    } catch {
+      // already swept
+    }
+  }
+}
+
+/** SIGKILLs a process group and removes what it leaves outside its temp dir; synchronous, for exit handlers. */
+function killGroup(entry: Registered): void {
+  try {
+    process.kill(-entry.pid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+  for (const path of entry.leftovers) rmSync(path, { recursive: true, force: true });
+}
+
+function killAllLive(): void {
+  for (const entry of [...live.values()]) {
+    killGroup(entry);
+    unregister(entry.pid);
+  }
+}
+
+function installHandlers(): void {
+  handlersInstalled = true;
+  process.on('exit', killAllLive);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    // Only when nobody else handles the signal: then its default (exit) is what happens next.
+    if (process.listenerCount(sig) > 0) continue;
+    process.once(sig, () => {
+      killAllLive();
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+/** Kills every group recorded in `dir` (one file per group) and removes the files. */
+export function killRegisteredGroups(dir: string): number {
+  let killed = 0;
+  for (const file of readdirSync(dir)) {
+    try {
+      killGroup(JSON.parse(readFileSync(join(dir, file), 'utf8')) as Registered);
+      killed++;
+    } finally {
+      rmSync(join(dir, file), { force: true });
+    }
+  }
+  return killed;
 }
 
 const KILL_AFTER_MS = 5_000;
@@ -38,10 +131,10 @@ export async function startProcess(opts: StartOptions): Promise<Started> {
     child.once('error', reject);
   });
   let hasExited = false;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', () => {
+  const exit = new Promise<Exit>((resolve) => {
+    child.once('exit', (code, signal) => {
       hasExited = true;
-      resolve();
+      resolve({ code, signal });
     });
   });
   // The child holds its own copy of the log's descriptor.
@@ -50,6 +143,7 @@ export async function startProcess(opts: StartOptions): Promise<Started> {
   if (pid === undefined) throw new Error(`${opts.cmd}: no pid after spawn`);
   // A detached child must not keep the test runner alive.
   child.unref();
+  register({ pid, cmd: opts.cmd, leftovers: opts.leftovers ?? [] });
 
   const signalGroup = (sig: NodeJS.Signals): void => {
     try {
@@ -62,6 +156,7 @@ export async function startProcess(opts: StartOptions): Promise<Started> {
   return {
     pid,
     exited: () => hasExited,
+    exit,
     async stop() {
       signalGroup('SIGTERM');
       const timer = setTimeout(() => signalGroup('SIGKILL'), KILL_AFTER_MS);
@@ -69,6 +164,7 @@ export async function startProcess(opts: StartOptions): Promise<Started> {
       clearTimeout(timer);
       // The leader may exit before its children (containerd-shim, buildkit workers).
       signalGroup('SIGKILL');
+      unregister(pid);
     },
   };
 }
@@ -186,6 +282,28 @@ export function makeTempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
+/** Unmounts whatever is still mounted under it (a container runtime's overlays), then deletes it. */
 export async function removeTempDir(dir: string): Promise<void> {
+  await unmountUnder(dir);
   await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+async function unmountUnder(dir: string): Promise<void> {
+  const inside = (await mountPoints()).filter((m) => m === dir || m.startsWith(`${dir}/`));
+  // Deepest first: a mount inside another keeps the outer one busy.
+  for (const point of inside.sort((a, b) => b.length - a.length)) {
+    const r = await runCommand('umount', [point], { timeoutMs: 10_000 });
+    // Still busy (a process that outlived its group): detach it so the folder can go.
+    if (r.code !== 0) await runCommand('umount', ['-l', point], { timeoutMs: 10_000 });
+  }
+}
+
+async function mountPoints(): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  // Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
+  return info
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))));
 }

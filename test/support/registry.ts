@@ -2,7 +2,17 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { httpsGet } from './tls.js';
-import { freePort, logTail, makeTempDir, removeTempDir, startProcess, waitFor } from './processes.js';
+import {
+  type RunResult,
+  type Started,
+  freePort,
+  logTail,
+  makeTempDir,
+  removeTempDir,
+  runCommand,
+  startProcess,
+  waitFor,
+} from './processes.js';
 
 export interface Registry {
   /** http://127.0.0.1:PORT */
@@ -11,6 +21,11 @@ export interface Registry {
   host: string;
   dataDir: string;
   logFile: string;
+  /**
+   * `docker-registry garbage-collect --delete-untagged` while the registry is stopped, as
+   * its docs require; then the registry starts again on the same address.
+   */
+  collectGarbage(): Promise<RunResult>;
   stop(): Promise<void>;
 }
 
@@ -75,19 +90,28 @@ async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Pr
       policy +
       auth,
   );
-  await writeFile(logFile, `--- attempt ${attempt} on ${host}\n`, { flag: 'a' });
-  const proc = await startProcess({ cmd: 'docker-registry', args: ['serve', config], logFile, cwd: dir });
+  const serve = async (): Promise<Started> => {
+    await writeFile(logFile, `--- attempt ${attempt} on ${host}\n`, { flag: 'a' });
+    const proc = await startProcess({ cmd: 'docker-registry', args: ['serve', config], logFile, cwd: dir, leftovers: [dir] });
+    try {
+      const ping = opts.tls ? async () => (await httpsGet(`${url}/v2/`, opts.tls!.pem)).status : async () => (await fetch(`${url}/v2/`)).status;
+      await waitFor(async () => [200, 401].includes(await ping()), {
+        timeoutMs: 15_000,
+        what: `docker-registry on ${host}`,
+        logFile,
+        process: proc,
+      });
+    } catch (err) {
+      await proc.stop();
+      throw err;
+    }
+    return proc;
+  };
+  let proc: Started;
   try {
-    const ping = opts.tls ? async () => (await httpsGet(`${url}/v2/`, opts.tls!.pem)).status : async () => (await fetch(`${url}/v2/`)).status;
-    await waitFor(async () => [200, 401].includes(await ping()), {
-      timeoutMs: 15_000,
-      what: `docker-registry on ${host}`,
-      logFile,
-      process: proc,
-    });
+    proc = await serve();
   } catch (err) {
-    await proc.stop();
-    if (proc.exited() && /address already in use/.test(await logTail(logFile, 5))) return undefined;
+    if (/address already in use/.test(await logTail(logFile, 5))) return undefined;
     throw err;
   }
   return {
@@ -95,6 +119,13 @@ async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Pr
     host,
     dataDir,
     logFile,
+    async collectGarbage() {
+      await proc.stop();
+      const gc = await runCommand('docker-registry', ['garbage-collect', '--delete-untagged', config]);
+      // Same address: whatever points at the registry (regshim, gates) keeps working.
+      proc = await serve();
+      return gc;
+    },
     async stop() {
       await proc.stop();
       await removeTempDir(dir);

@@ -47,6 +47,7 @@ export async function startShimProcess(upstream: string, extraArgs: string[] = [
       args: ['--upstream', upstream, '--listen', `127.0.0.1:${port}`, ...extraArgs],
       logFile,
       env: { ...process.env, REGSHIM_LOG_LEVEL: 'info' },
+      leftovers: [dir],
     },
     { ready: () => isHealthy(url), timeoutMs: 15_000, what: `regshim on port ${port}`, cleanup: () => removeTempDir(dir) },
   );

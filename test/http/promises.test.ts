@@ -1,0 +1,146 @@
+// What the README promises about caches the registry changes behind regshim's back, and
+// about what regshim exports: each promise against the real registry (distribution 2.8).
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toImageManifest } from '../../src/cache/convert.js';
+import { classifyManifest } from '../../src/cache/detect.js';
+import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
+import { getManifest, pushBlobs, putManifest, sha256 } from '../support/blobs.js';
+import { Cleanup } from '../support/cleanup.js';
+import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
+import { type Registry, startRegistry } from '../support/registry.js';
+import { type RunningShim, startShim } from '../support/regshim.js';
+
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+const cleanup = new Cleanup();
+let registry: Registry;
+let shim: RunningShim;
+let fixture: FixtureCache;
+
+beforeAll(async () => {
+  registry = await cleanup.track(startRegistry());
+  shim = await cleanup.track(startShim(registry.url));
+  fixture = await fixtureCache('index');
+});
+
+afterAll(() => cleanup.run());
+
+/** The fixture cache with a top-level annotation of its own: same blobs, new index digest. */
+function variant(name: string): { bytes: Buffer; digest: string; manifestDigest: string } {
+  const doc = JSON.parse(fixture.bytes.toString('utf8')) as Record<string, unknown>;
+  const bytes = Buffer.from(JSON.stringify({ ...doc, annotations: { 'test.regshim.variant': name } }));
+  const detection = classifyManifest(bytes, undefined);
+  if (detection.kind !== 'cache') throw new Error(`variant ${name} is not a cache`);
+  return { bytes, digest: sha256(bytes), manifestDigest: toImageManifest(detection.index, bytes, DEFAULT_INDEX_LAYER_MEDIA_TYPE).digest };
+}
+
+/** A repository holding the fixture's blobs and, under `cache`, the given cache pushed through regshim. */
+async function pushedCache(repo: string, cache: { bytes: Buffer }, through: RunningShim = shim): Promise<void> {
+  await pushBlobs(registry.url, repo, fixture.blobs.values());
+  const put = await putManifest(through.url, repo, 'cache', cache.bytes, OCI_INDEX);
+  if (put.status !== 201) throw new Error(`PUT ${repo}:cache: ${put.status} ${put.bytes.toString()}`);
+}
+
+function errorCode(bytes: Buffer): unknown {
+  return (JSON.parse(bytes.toString('utf8')) as { errors: { code: string }[] }).errors[0]?.code;
+}
+
+describe('the registry stays the source of truth', () => {
+  it("a manifest deleted upstream gets the registry's 404, even while regshim holds the index", async () => {
+    const cache = variant('deleted');
+    await pushedCache('promise/deleted', cache);
+    // Warm: the index is in regshim's memory.
+    expect((await getManifest(shim.url, 'promise/deleted', cache.digest)).bytes.equals(cache.bytes)).toBe(true);
+    const del = await fetch(`${registry.url}/v2/promise/deleted/manifests/${cache.manifestDigest}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    const cold = await cleanup.track(startShim(registry.url));
+    const seen: string[] = [];
+    const expected: string[] = [];
+    for (const [replica, via] of [['warm', shim], ['cold', cold]] as const) {
+      for (const method of ['GET', 'HEAD'] as const) {
+        for (const ref of ['tag', 'index digest'] as const) {
+          const res = await getManifest(via.url, 'promise/deleted', ref === 'tag' ? 'cache' : cache.digest, { method });
+          const code = method === 'GET' && res.status === 404 ? errorCode(res.bytes) : '';
+          seen.push(`${replica} ${method} by ${ref}: ${res.status} ${code}`);
+          expected.push(`${replica} ${method} by ${ref}: 404 ${method === 'GET' ? 'MANIFEST_UNKNOWN' : ''}`);
+        }
+      }
+    }
+    // DEFECT: a cold replica answers GET/HEAD by index digest with 200 and the index.
+    // distribution 2.8 serves any blob of the repository as a manifest by digest, and the
+    // index blob outlives a manifest deleted directly on the registry; on a map miss,
+    // getByDigest (src/cache/manifests.ts) passes the upstream's 2xx through unchecked,
+    // while a warm replica checks the converted manifest and answers 404 (see issue 6, item 12).
+    expect(seen).toEqual(expected);
+  });
+
+  it('a tag moved by another push serves the new bytes', async () => {
+    const first = variant('moved-1');
+    const second = variant('moved-2');
+    await pushedCache('promise/moved', first);
+    expect((await getManifest(shim.url, 'promise/moved', 'cache')).bytes.equals(first.bytes)).toBe(true);
+    // Another replica moves the tag.
+    const other = await cleanup.track(startShim(registry.url));
+    expect((await putManifest(other.url, 'promise/moved', 'cache', second.bytes, OCI_INDEX)).status).toBe(201);
+    const got = await getManifest(shim.url, 'promise/moved', 'cache');
+    expect(got.bytes.equals(second.bytes)).toBe(true);
+    expect(got.headers.get('docker-content-digest')).toBe(second.digest);
+    const head = await getManifest(shim.url, 'promise/moved', 'cache', { method: 'HEAD' });
+    expect(head.headers.get('docker-content-digest')).toBe(second.digest);
+    // The old cache is still there by digest.
+    expect((await getManifest(shim.url, 'promise/moved', first.digest)).bytes.equals(first.bytes)).toBe(true);
+  });
+
+  it('a corrupt index blob upstream gets 500 UNKNOWN as OCI JSON', async () => {
+    const cache = variant('corrupt');
+    await pushedCache('promise/corrupt', cache);
+    // distribution serves a blob from its file without checking it: corrupt the file.
+    const hex = cache.digest.slice('sha256:'.length);
+    await writeFile(join(registry.dataDir, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data'), '{"not":"the index"}');
+    const cold = await cleanup.track(startShim(registry.url));
+    const res = await getManifest(cold.url, 'promise/corrupt', 'cache');
+    expect(res.status).toBe(500);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(errorCode(res.bytes)).toBe('UNKNOWN');
+  });
+});
+
+describe('an upstream that refuses the converted manifest', () => {
+  let strict: Registry;
+  let front: RunningShim;
+  beforeAll(async () => {
+    strict = await cleanup.track(startRegistry({ policyImageOnly: true }));
+    front = await cleanup.track(startShim(strict.url));
+    await pushBlobs(strict.url, 'promise/refused', fixture.blobs.values());
+  });
+
+  // Current behaviour, stated: the index blob is uploaded before the manifest PUT and stays
+  // when the manifest is refused. It is unreferenced, so the registry's garbage collection
+  // removes it; a retry finds it and skips the upload. regshim does not delete it: another
+  // push of the same index (another tag) may be referencing it at that moment.
+  it('passes the refusal back; stores no manifest; the index blob stays, unreferenced', async () => {
+    const res = await putManifest(front.url, 'promise/refused', 'cache', fixture.bytes, OCI_INDEX);
+    expect(res.status).toBe(403);
+    expect(errorCode(res.bytes)).toBe('DENIED');
+    expect((await getManifest(strict.url, 'promise/refused', 'cache', { accept: OCI_MANIFEST })).status).toBe(404);
+    expect((await fetch(`${strict.url}/v2/promise/refused/blobs/${fixture.digest}`, { method: 'HEAD' })).status).toBe(200);
+  });
+});
+
+describe('metrics', () => {
+  it('exports every metric the README names', async () => {
+    const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    const named = [...new Set(readme.match(/\bregshim_[a-z_]+\b/g) ?? [])];
+    expect(named.length).toBeGreaterThanOrEqual(6);
+    const text = await (await fetch(`${shim.url}/metrics`)).text();
+    const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    expect(named.filter((name) => !exported.has(name))).toEqual([]);
+    // "and Node's process metrics"
+    expect(exported).toContain('regshim_process_resident_memory_bytes');
+    expect(exported).toContain('regshim_nodejs_eventloop_lag_seconds');
+  });
+});
