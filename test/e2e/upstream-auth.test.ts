@@ -78,11 +78,8 @@ describe.each<UpstreamAuthKind>(['basic', 'token'])('real clients without creden
     expect(content).toEqual([cache.digest, ...cache.blobs.keys()].sort());
   });
 
-  // The modern BuildKit (dockerd 26, BuildKit v0.13) exporting and importing a cache with
-  // every step cached through this regshim belongs here, on the support that starts it
-  // (test/support for dockerd 26); until it lands, ctr above stands in for BuildKit's pusher
-  // and fetcher.
-  it.todo('the modern BuildKit exports and imports a cache through regshim with every step cached');
+  // The modern BuildKit (dockerd 26, BuildKit 0.13) through these same upstreams:
+  // buildx-auth.test.ts.
 
   it.runIf(kind === 'token')('1 GiB up (in 128 MiB chunks) and down outlasts several token lifetimes: renewals, and no 401 anywhere', async () => {
     const GiB = 1024 * MiB;
