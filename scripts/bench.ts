@@ -1,563 +1,175 @@
-// `npm run bench`: blob throughput and small-request rate of regshim against nginx and
-// against the registry itself, all on loopback.
+// `npm run bench`: regshim against its two anchors, nginx and Go's httputil.ReverseProxy,
+// and against the registry itself, all on loopback, interleaved so that machine noise
+// spreads evenly. Figures: one large stream each way, eight concurrent streams each way,
+// CPU seconds per GB moved and peak RSS of each proxy, small requests (rate at 32
+// connections, latency at one), and the cache conversion in-process. Prints Markdown on
+// stdout and writes bench/results.json. `npm run bench -- --quick` is a check in under a
+// minute.
 //
-// It starts, in a temp dir and on free loopback ports, distribution (`docker-registry`),
-// nginx in front of it (configured the way people front registries) and regshim in front
-// of it; then, in rounds that interleave the three paths (direct, nginx, regshim, repeat)
-// so machine noise spreads evenly, it uploads (POST + monolithic PUT ?digest=) and
-// downloads (GET) a large blob and fires a burst of HEAD requests. It prints a Markdown
-// table of medians and regshim's peak RSS, and stops everything it started, also on error
-// or Ctrl-C.
-//
-// Env knobs: BENCH_SIZE_MIB (default 1024), BENCH_RUNS (default 3), BENCH_JSON (set: also
-// write ./bench-results.json).
-//
-// Everything lives in this one file on purpose: tsconfig.test.json type-checks scripts/,
-// and importing a local `.ts` helper would need `allowImportingTsExtensions` there.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { type Hash, createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
+// Flags: --quick; --variant NAME=ARGS (repeatable) adds a regshim with extra flags, e.g.
+// --variant w1='--workers 1'; ARGS starting with @PATH runs the bin at PATH instead (an
+// A/B against another build: --variant old='@/tmp/old/bin/regshim.js'). Env: BENCH_RUNS, BENCH_SIZE_MIB, BENCH_STREAMS,
+// BENCH_STREAM_MIB, BENCH_SMALL_SECONDS.
+import { mkdtempSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchConvert } from './bench/convert.ts';
+import { type Proc, cleanup, exitedLogs, freePorts, groupCpuSeconds, groupPeakRssMiB, progress, setTmpDir, wasInterrupted, waitReady } from './bench/procs.ts';
+import { type Figures, type Results, render, writeJson } from './bench/report.ts';
+import { buildGo, ensureTools, startGoProxy, startNginx, startRegistry, startRegshim } from './bench/servers.ts';
+import { type Fixture, load, setupFixture, smallCases } from './bench/small.ts';
+import { fmt, mbps } from './bench/stats.ts';
+import { agent, download, dropBlob, makeBlob, parallel, upload } from './bench/transfer.ts';
 
-// ---------------------------------------------------------------------------------------
-// Settings
-// ---------------------------------------------------------------------------------------
+const { values: flags } = parseArgs({ options: { quick: { type: 'boolean', default: false }, variant: { type: 'string', multiple: true, default: [] } } });
+const QUICK = flags.quick;
 
-const MiB = 1 << 20;
-const SIZE_MIB = positiveInt('BENCH_SIZE_MIB', 1024);
-const RUNS = positiveInt('BENCH_RUNS', 3);
-const HEAD_REQUESTS = 2000;
-const HEAD_CONCURRENCY = 16;
-const REPO = 'bench/blobs';
-const TARGET = { throughputRatio: 0.9, rssMiB: 150 };
-const ROOT = path.resolve(import.meta.dirname, '..');
-
-type PathName = 'direct' | 'nginx' | 'regshim';
-const PATHS: readonly PathName[] = ['direct', 'nginx', 'regshim'];
-
-function positiveInt(name: string, fallback: number): number {
+function setting(name: string, full: number, quick: number): number {
   const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
+  if (raw === undefined || raw === '') return QUICK ? quick : full;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
   return n;
 }
-
-function progress(line: string): void {
-  // Progress goes to stderr so that stdout carries only the Markdown table.
-  process.stderr.write(`[bench] ${line}\n`);
-}
-
-// ---------------------------------------------------------------------------------------
-// Processes: each in its own process group, stopped by process group, never by name
-// ---------------------------------------------------------------------------------------
-
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  readonly pid: number;
-  readonly logFile: string;
-  exited: boolean;
-}
-
-const procs: Proc[] = [];
-let tmpDir: string | undefined;
-
-function startProc(name: string, command: string, args: string[], cwd: string): Proc {
-  const logFile = path.join(tmpDir!, `${name}.log`);
-  const fd = openSync(logFile, 'a');
-  // detached: the child calls setsid(), so it leads its own process group; stopping the
-  // group also stops what it forks (nginx's worker), and a Ctrl-C in the terminal reaches
-  // only this script, which then stops them in order.
-  const child = spawn(command, args, { cwd, detached: true, stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
-  const proc: Proc = { name, child, pid: child.pid, logFile, exited: false };
-  child.once('exit', () => {
-    proc.exited = true;
-  });
-  child.once('error', (err) => {
-    proc.exited = true;
-    progress(`${name}: ${err.message}`);
-  });
-  procs.push(proc);
-  return proc;
-}
-
-function killGroup(proc: Proc, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-proc.pid, signal);
-  } catch {
-    // ESRCH: the whole group is already gone.
-  }
-}
-
-async function stopProc(proc: Proc): Promise<void> {
-  killGroup(proc, 'SIGTERM');
-  const deadline = Date.now() + 5000;
-  while (!proc.exited && Date.now() < deadline) await sleep(50);
-  killGroup(proc, 'SIGKILL'); // stragglers, e.g. a worker its master left behind
-}
-
-function logTail(proc: Proc): string {
-  try {
-    return readFileSync(proc.logFile, 'utf8').split('\n').slice(-20).join('\n');
-  } catch {
-    return '';
-  }
-}
-
-let cleaned = false;
-async function cleanup(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  for (const proc of [...procs].reverse()) await stopProc(proc);
-  if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
-}
-
-// Last resort if the script exits without cleanup() having finished (an uncaught error in
-// a callback, process.exit elsewhere): synchronous, so it still runs in 'exit'.
-process.on('exit', () => {
-  for (const proc of procs) killGroup(proc, 'SIGKILL');
-  if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
-});
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    progress(`${signal}: stopping everything`);
-    cleanup().finally(() => process.exit(128 + os.constants.signals[signal]));
-  });
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  // Hold all n listeners open at once so the kernel can't hand out the same port twice.
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
-
-async function waitReady(proc: Proc, url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exited) throw new Error(`${proc.name} exited during start-up:\n${logTail(proc)}`);
-    const status = await new Promise<number>((resolve) => {
-      const req = http.get(url, { agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', () => resolve(0));
-      req.setTimeout(2000, () => req.destroy());
-    });
-    if (status === 200) return;
-    if (Date.now() > deadline) throw new Error(`${proc.name} not ready at ${url} after 30 s:\n${logTail(proc)}`);
-    await sleep(100);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function registryConfig(dataDir: string, port: number): string {
-  return [
-    'version: 0.1',
-    'log:',
-    '  level: error',
-    '  accesslog: {disabled: true}',
-    'storage:',
-    `  filesystem: {rootdirectory: ${JSON.stringify(dataDir)}}`,
-    '  delete: {enabled: true}',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    '',
-  ].join('\n');
-}
-
-// The usual registry front: request bodies streamed (proxy_request_buffering off), no size
-// limit, keep-alive to the upstream, and every buffer left at its default (response
-// buffering on, 4/8 KiB proxy buffers), which is what the ratio target is measured against.
-// Host is passed through, as distribution's own nginx recipe does, so that the upload
-// Locations the registry builds from it point back at nginx.
-function nginxConfig(dir: string, port: number, upstreamPort: number): string {
-  const p = (name: string) => JSON.stringify(path.join(dir, name));
-  return `worker_processes 1;
-pid ${p('nginx.pid')};
-error_log ${p('error.log')} error;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${p('client_body')};
-  proxy_temp_path ${p('proxy')};
-  fastcgi_temp_path ${p('fastcgi')};
-  uwsgi_temp_path ${p('uwsgi')};
-  scgi_temp_path ${p('scgi')};
-  upstream registry {
-    server 127.0.0.1:${upstreamPort};
-    keepalive 16;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    client_max_body_size 0;
-    location / {
-      proxy_pass http://registry;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $http_host;
-      proxy_request_buffering off;
-    }
-  }
-}
-`;
-}
-
-// ---------------------------------------------------------------------------------------
-// Blobs: generated while sent, hashed while received, never held whole
-// ---------------------------------------------------------------------------------------
-
-// Every blob is SIZE_MIB - 1 copies of one random 1 MiB chunk followed by a last chunk
-// that starts with a unique tag, so each run uploads a blob the registry has never seen
-// (no dedup shortcut) while all of them share one prefix. The monolithic PUT needs the
-// digest in its URL before the body goes out, so it is computed beforehand: the prefix is
-// hashed once (streaming over the chunk) and each blob's digest is a copy of that hash
-// state plus its own last chunk. Hashing during the timed upload would also take CPU from
-// the proxies on a small machine.
-const CHUNK = randomBytes(MiB);
-const prefixHash: Hash = createHash('sha256');
-for (let i = 0; i < SIZE_MIB - 1; i++) prefixHash.update(CHUNK);
-
-interface Blob {
-  readonly digest: string;
-  readonly size: number;
-  readonly lastChunk: Buffer;
-  readonly chunks: number;
-}
-
-function makeBlob(tag: string): Blob {
-  const lastChunk = Buffer.from(CHUNK);
-  lastChunk.write(`regshim-bench ${tag} ${randomBytes(8).toString('hex')}`);
-  const digest = `sha256:${prefixHash.copy().update(lastChunk).digest('hex')}`;
-  return { digest, size: SIZE_MIB * MiB, lastChunk, chunks: SIZE_MIB };
-}
-
-/** A small blob that every path HEADs in the small-request test. */
-function smallBlob(): Blob {
-  const lastChunk = randomBytes(1024);
-  return { digest: `sha256:${createHash('sha256').update(lastChunk).digest('hex')}`, size: lastChunk.length, lastChunk, chunks: 1 };
-}
-
-// ---------------------------------------------------------------------------------------
-// Client: node:http with a keep-alive agent, a process of its own (this one)
-// ---------------------------------------------------------------------------------------
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: HEAD_CONCURRENCY });
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
-
-/** A request with a small or no body; the answer's body is collected (it is small). */
-function smallRequest(method: string, url: string, headers: http.OutgoingHttpHeaders = {}, body?: Buffer): Promise<Answer> {
-  return new Promise<Answer>((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers: { 'content-length': body?.length ?? 0, ...headers } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(parts).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-function expectStatus(what: string, answer: Answer, status: number): void {
-  if (answer.status !== status) throw new Error(`${what}: expected ${status}, got ${answer.status}: ${answer.text.slice(0, 500)}`);
-}
-
-/**
- * POST (start an upload) then one monolithic PUT ?digest= carrying the whole blob.
- * Returns the seconds the PUT took (request start to the registry's 201).
- */
-async function upload(base: string, blob: Blob): Promise<number> {
-  const started = await smallRequest('POST', `${base}/v2/${REPO}/blobs/uploads/`);
-  expectStatus('POST upload', started, 202);
-  // Follow the Location on the same path being measured: a proxy's rewritten Location and
-  // nginx's Host-based one both point back at it, but only the path and query matter here.
-  const location = new URL(started.headers.location ?? '', base);
-  location.searchParams.set('digest', blob.digest);
-  const putUrl = `${base}${location.pathname}${location.search}`;
-
-  const t0 = performance.now();
-  const answer = await new Promise<Answer>((resolve, reject) => {
-    const req = http.request(putUrl, {
-      method: 'PUT',
-      agent,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': blob.size },
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    // Write 1 MiB at a time and wait for 'drain' whenever the socket's buffer is full:
-    // the body is generated as fast as the path under test takes it, and no faster.
-    let sent = 0;
-    const pump = (): void => {
-      while (sent < blob.chunks) {
-        const chunk = sent === blob.chunks - 1 ? blob.lastChunk : CHUNK;
-        sent++;
-        if (!req.write(chunk)) {
-          req.once('drain', pump);
-          return;
-        }
-      }
-      req.end();
-    };
-    pump();
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  expectStatus('PUT upload', answer, 201);
-  if (answer.headers['docker-content-digest'] !== blob.digest) {
-    throw new Error(`PUT upload: registry stored ${String(answer.headers['docker-content-digest'])}, expected ${blob.digest}`);
-  }
-  return seconds;
-}
-
-/** GET the blob, hashing it as it streams; fails unless size and digest match. Returns seconds. */
-async function download(base: string, blob: Blob): Promise<number> {
-  const t0 = performance.now();
-  const { status, bytes, digest } = await new Promise<{ status: number; bytes: number; digest: string }>((resolve, reject) => {
-    const req = http.get(`${base}/v2/${REPO}/blobs/${blob.digest}`, { agent }, (res) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (d: Buffer) => {
-        bytes += d.length;
-        hash.update(d);
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, digest: `sha256:${hash.digest('hex')}` }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  if (status !== 200) throw new Error(`GET blob: expected 200, got ${status}`);
-  if (bytes !== blob.size || digest !== blob.digest) {
-    throw new Error(`GET blob: got ${bytes} bytes with ${digest}, expected ${blob.size} bytes with ${blob.digest}`);
-  }
-  return seconds;
-}
-
-/** `total` HEAD requests, `concurrency` at a time over kept-alive connections. Returns req/s. */
-async function headRate(base: string, blob: Blob, total: number, concurrency: number): Promise<number> {
-  const url = `${base}/v2/${REPO}/blobs/${blob.digest}`;
-  let issued = 0;
-  const worker = async (): Promise<void> => {
-    while (issued < total) {
-      issued++;
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = http.request(url, { method: 'HEAD', agent }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        });
-        req.on('error', reject);
-        req.end();
-      });
-      if (status !== 200) throw new Error(`HEAD blob via ${base}: ${status}`);
-    }
-  };
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return total / ((performance.now() - t0) / 1000);
-}
-
-/**
- * Drop a blob once its run is measured: the API delete unlinks it from the repository,
- * and since nothing else references this blob, its data file goes too. That keeps the
- * temp dir at about one blob and leaves no gigabytes of dirty pages to write back in the
- * middle of a later run.
- */
-async function dropBlob(base: string, dataDir: string, blob: Blob): Promise<void> {
-  const answer = await smallRequest('DELETE', `${base}/v2/${REPO}/blobs/${blob.digest}`);
-  expectStatus('DELETE blob', answer, 202);
-  const hex = blob.digest.slice('sha256:'.length);
-  rmSync(path.join(dataDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex), { recursive: true, force: true });
-}
-
-// ---------------------------------------------------------------------------------------
-// Stats and output
-// ---------------------------------------------------------------------------------------
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Peak resident set of a process, from the kernel's high-water mark. */
-function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
-  if (!kb) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(kb[1]) / 1024;
-}
-
-const mbps = (bytes: number, seconds: number) => bytes / 1e6 / seconds; // MB = 10^6 bytes
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
-
-// ---------------------------------------------------------------------------------------
-// Main
-// ---------------------------------------------------------------------------------------
+const RUNS = setting('BENCH_RUNS', 3, 1);
+const SIZE_MIB = setting('BENCH_SIZE_MIB', 1024, 128);
+const STREAMS = setting('BENCH_STREAMS', 8, 8);
+const STREAM_MIB = setting('BENCH_STREAM_MIB', 128, 16);
+const SMALL_SECONDS = setting('BENCH_SMALL_SECONDS', 2, 1);
 
 async function main(): Promise<void> {
   if (Number(process.versions.node.split('.')[0]) < 24) throw new Error(`run with Node 24 (npm run bench), not ${process.version}`);
-  if (!existsSync(path.join(ROOT, 'dist/cli.js'))) throw new Error('dist/ is missing: npm run build first');
+  const loadAvg = { start: os.loadavg(), end: [] as number[] };
+  ensureTools();
+  progress('conversion in-process');
+  const convert = await benchConvert([10, 1000, 10_000], QUICK ? 5 : 20);
 
-  tmpDir = mkdtempSync(path.join(os.tmpdir(), 'regshim-bench-'));
-  // nginx started as root runs its worker as nobody; the worker must be able to reach its
-  // temp paths (it creates and chowns them itself) through this directory.
+  const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'regshim-bench-'));
+  setTmpDir(tmpDir);
+  // nginx started as root runs its workers as nobody: they must reach their temp paths.
   chmodSync(tmpDir, 0o711);
-  const dataDir = path.join(tmpDir, 'registry');
-  const nginxDir = path.join(tmpDir, 'nginx');
-  mkdirSync(nginxDir);
-  const [regPort, nginxPort, shimPort] = (await freePorts(3)) as [number, number, number];
-  const bases: Record<PathName, string> = {
-    direct: `http://127.0.0.1:${regPort}`,
-    nginx: `http://127.0.0.1:${nginxPort}`,
-    regshim: `http://127.0.0.1:${shimPort}`,
+  const goProxy = buildGo(tmpDir, 'goproxy');
+  const goLoad = buildGo(tmpDir, 'goload');
+
+  const variants = flags.variant.map((v) => {
+    const eq = v.indexOf('=');
+    if (eq < 1) throw new Error(`--variant ${v}: write NAME=ARGS, e.g. w1='--workers 1'`);
+    const args = v.slice(eq + 1).split(/\s+/).filter(Boolean);
+    const bin = args[0]?.startsWith('@') ? args.shift()!.slice(1) : undefined;
+    return { name: v.slice(0, eq), args, bin };
+  });
+  const shimNames = ['regshim', ...variants.map((v) => v.name)];
+  const paths = ['direct', 'nginx', 'go', ...shimNames];
+  const ports = await freePorts(paths.length + 1);
+  const port = Object.fromEntries(paths.map((p, i) => [p, ports[i]!])) as Record<string, number>;
+  const coldPort = ports[paths.length]!;
+  const base = Object.fromEntries(paths.map((p) => [p, `http://127.0.0.1:${port[p]}`])) as Record<string, string>;
+  const coldBase = `http://127.0.0.1:${coldPort}`;
+
+  const registry = startRegistry(tmpDir, port.direct!);
+  await registry.ready;
+  const procs: Record<string, Proc> = {
+    nginx: startNginx(tmpDir, port.nginx!, port.direct!),
+    go: startGoProxy(tmpDir, goProxy, port.go!, port.direct!),
+    regshim: startRegshim('regshim', tmpDir, port.regshim!, port.direct!),
+    ...Object.fromEntries(variants.map((v) => [v.name, startRegshim(v.name, tmpDir, port[v.name]!, port.direct!, v.args, v.bin)])),
   };
+  const cold = startRegshim('regshim-cold', tmpDir, coldPort, port.direct!, ['--cache-max-bytes', '1']);
+  await Promise.all([
+    waitReady(procs.nginx!, `${base.nginx}/v2/`),
+    waitReady(procs.go!, `${base.go}/v2/`),
+    ...shimNames.map((s) => waitReady(procs[s]!, `${base[s]}/healthz`)),
+    waitReady(cold, `${coldBase}/healthz`),
+  ]);
+  progress(`${paths.map((p) => `${p} :${port[p]}`).join(', ')}, regshim-cold :${coldPort}; temp dir ${tmpDir}`);
 
-  writeFileSync(path.join(tmpDir, 'config.yml'), registryConfig(dataDir, regPort));
-  const registry = startProc('registry', 'docker-registry', ['serve', 'config.yml'], tmpDir);
-  await waitReady(registry, `${bases.direct}/v2/`);
-
-  writeFileSync(path.join(nginxDir, 'nginx.conf'), nginxConfig(nginxDir, nginxPort, regPort));
-  const nginx = startProc('nginx', 'nginx', ['-p', nginxDir, '-c', path.join(nginxDir, 'nginx.conf'), '-g', 'daemon off;'], tmpDir);
-  await waitReady(nginx, `${bases.nginx}/v2/`);
-
-  // Started the way users start it: through the bin's shebang, which sets the memory tuning
-  // (README, Performance) and execs the node on PATH (npm puts node@24 first), so the pid
-  // is the one whose memory is measured.
-  const regshim = startProc('regshim', path.join(ROOT, 'bin/regshim.js'), [
-    '--upstream', bases.direct,
-    '--listen', `127.0.0.1:${shimPort}`,
-    '--log-level', 'warn',
-  ], tmpDir);
-  await waitReady(regshim, `${bases.regshim}/healthz`);
-  progress(`registry :${regPort}, nginx :${nginxPort}, regshim :${shimPort} (pid ${regshim.pid}); temp dir ${tmpDir}`);
-
-  // Warm-up, not measured: connections, JIT, and the first-use paths of every process.
-  const small = smallBlob();
-  {
-    const put = await smallRequest('POST', `${bases.direct}/v2/${REPO}/blobs/uploads/`);
-    expectStatus('POST upload', put, 202);
-    const loc = new URL(put.headers.location ?? '', bases.direct);
-    loc.searchParams.set('digest', small.digest);
-    expectStatus('PUT small blob', await smallRequest('PUT', `${bases.direct}${loc.pathname}${loc.search}`, { 'content-type': 'application/octet-stream' }, small.lastChunk), 201);
+  // Warm-up, not measured: connections, JIT, first-use paths; downloads verified by digest.
+  for (const p of paths) {
+    const blob = makeBlob(Math.min(64, SIZE_MIB), `warm-${p}`);
+    try {
+      await upload(base[p]!, blob);
+      await download(base[p]!, blob, true);
+    } catch (err) {
+      throw new Error(`warm-up through ${p}: ${(err as Error).message}`, { cause: err });
+    }
+    await dropBlob(base.direct!, registry.dataDir, blob);
   }
-  for (const p of PATHS) {
-    await headRate(bases[p], small, 200, HEAD_CONCURRENCY);
-    const warm = makeBlob(`warm-${p}`);
-    await upload(bases[p], warm);
-    await download(bases[p], warm);
-    await dropBlob(bases.direct, dataDir, warm);
+  const fixture: Fixture = await setupFixture(base.direct!, base.regshim!);
+  const cases = smallCases(QUICK);
+  for (const c of cases) {
+    for (const p of paths) await load(goLoad, `${c.cold ? coldBase : base[p]}${c.path(p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim', fixture)}`, c.method, 4, 0.3);
   }
 
-  const results: Record<PathName, { upload: number[]; download: number[]; head: number[] }> = {
-    direct: { upload: [], download: [], head: [] },
-    nginx: { upload: [], download: [], head: [] },
-    regshim: { upload: [], download: [], head: [] },
-  };
+  const streams: Figures = {};
+  const add = (figure: string, p: string, v: number) => ((streams[figure] ??= {})[p] ??= []).push(v);
+  const small: Results['small'] = {};
+  const cpu = (p: string) => (p === 'direct' ? NaN : groupCpuSeconds(procs[p]!.pid));
   for (let run = 1; run <= RUNS; run++) {
-    for (const p of PATHS) {
-      const blob = makeBlob(`run-${run}-${p}`);
-      const up = mbps(blob.size, await upload(bases[p], blob));
-      const down = mbps(blob.size, await download(bases[p], blob));
-      await dropBlob(bases.direct, dataDir, blob);
-      const head = await headRate(bases[p], small, HEAD_REQUESTS, HEAD_CONCURRENCY);
-      results[p].upload.push(up);
-      results[p].download.push(down);
-      results[p].head.push(head);
-      progress(`run ${run}/${RUNS} ${p.padEnd(7)} PUT ${fmt(up).padStart(5)} MB/s  GET ${fmt(down).padStart(5)} MB/s  HEAD ${fmt(head).padStart(5)} req/s`);
+    // Each round starts with another path, so none always runs first or last.
+    const order = paths.map((_, i) => paths[(i + run - 1) % paths.length]!);
+    for (const p of order) {
+      const blob = makeBlob(SIZE_MIB, `run-${run}-${p}`);
+      let c0 = cpu(p);
+      const up = mbps(blob.size, await upload(base[p]!, blob));
+      let c1 = cpu(p);
+      add(`upload ${fmt(SIZE_MIB)} MiB, MB/s`, p, up);
+      add('CPU-s/GB upload', p, (c1 - c0) / (blob.size / 1e9));
+      c0 = c1;
+      const down = mbps(blob.size, await download(base[p]!, blob));
+      c1 = cpu(p);
+      add(`download ${fmt(SIZE_MIB)} MiB, MB/s`, p, down);
+      add('CPU-s/GB download', p, (c1 - c0) / (blob.size / 1e9));
+      await dropBlob(base.direct!, registry.dataDir, blob);
+      const blobs = Array.from({ length: STREAMS }, (_, i) => makeBlob(STREAM_MIB, `par-${run}-${p}-${i}`));
+      const par = await parallel(base[p]!, blobs);
+      const total = STREAMS * STREAM_MIB * 2 ** 20;
+      add(`${STREAMS} x ${STREAM_MIB} MiB upload, MB/s`, p, mbps(total, par.upload));
+      add(`${STREAMS} x ${STREAM_MIB} MiB download, MB/s`, p, mbps(total, par.download));
+      for (const b of blobs) await dropBlob(base.direct!, registry.dataDir, b);
+      progress(`run ${run}/${RUNS} ${p.padEnd(8)} PUT ${fmt(up)} GET ${fmt(down)} MB/s; ${STREAMS} streams PUT ${fmt(mbps(total, par.upload))} GET ${fmt(mbps(total, par.download))} MB/s`);
+    }
+    for (const c of cases) {
+      for (const p of order) {
+        const side = p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim';
+        if (c.cold && side === 'regshim' && p !== 'regshim') continue; // one cold regshim
+        const url = `${c.cold && side === 'regshim' ? coldBase : base[p]}${c.path(side, fixture)}`;
+        const many = await load(goLoad, url, c.method, 32, SMALL_SECONDS);
+        const one = await load(goLoad, url, c.method, 1, SMALL_SECONDS);
+        const slot = ((small[c.name] ??= {})[p] ??= { rps: [], p50ms: [], p99ms: [] });
+        slot.rps.push(many.rps);
+        slot.p50ms.push(one.p50ms);
+        slot.p99ms.push(one.p99ms);
+      }
+      progress(`run ${run}/${RUNS} ${c.name}: ${paths.map((p) => `${p} ${fmt(small[c.name]?.[p]?.rps.at(-1) ?? NaN)}`).join(', ')} req/s`);
     }
   }
-  const rssMiB = peakRssMiB(regshim.pid);
+  const peakRssMiB: Record<string, number[]> = Object.fromEntries(paths.filter((p) => p !== 'direct').map((p) => [p, groupPeakRssMiB(procs[p]!.pid)]));
+  peakRssMiB['regshim-cold'] = groupPeakRssMiB(cold.pid);
+  loadAvg.end = os.loadavg();
   agent.destroy();
   await cleanup();
 
-  // ---- report ----
-  const med = Object.fromEntries(PATHS.map((p) => [p, {
-    upload: median(results[p].upload),
-    download: median(results[p].download),
-    head: median(results[p].head),
-  }])) as Record<PathName, { upload: number; download: number; head: number }>;
-  const ratio = (p: PathName, k: 'upload' | 'download' | 'head') => med[p][k] / med.nginx[k];
-
-  const lines = [
-    `## regshim throughput: ${fmt(SIZE_MIB)} MiB blob, median of ${RUNS} interleaved run${RUNS === 1 ? '' : 's'}`,
-    '',
-    `| path | upload MB/s | vs nginx | download MB/s | vs nginx | HEAD req/s (c=${HEAD_CONCURRENCY}) | vs nginx |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...PATHS.map((p) => `| ${p} | ${fmt(med[p].upload)} | ${fmt(ratio(p, 'upload'), 2)}x | ${fmt(med[p].download)} | ${fmt(ratio(p, 'download'), 2)}x | ${fmt(med[p].head)} | ${fmt(ratio(p, 'head'), 2)}x |`),
-    '',
-    '| regshim target | wanted | measured | |',
-    '| --- | --- | ---: | --- |',
-    `| upload vs nginx | >= ${TARGET.throughputRatio}x | ${fmt(ratio('regshim', 'upload'), 2)}x | ${verdict(ratio('regshim', 'upload') >= TARGET.throughputRatio)} |`,
-    `| download vs nginx | >= ${TARGET.throughputRatio}x | ${fmt(ratio('regshim', 'download'), 2)}x | ${verdict(ratio('regshim', 'download') >= TARGET.throughputRatio)} |`,
-    `| peak RSS (VmHWM) | < ${TARGET.rssMiB} MiB | ${fmt(rssMiB, 1)} MiB | ${verdict(rssMiB < TARGET.rssMiB)} |`,
-    '',
-    `MB = 10^6 bytes. Upload: POST + one monolithic PUT ?digest= (timed: the PUT). Download: GET, sha256-verified while streaming. ` +
-      `Node ${process.version}, ${os.cpus().length} CPUs, nginx worker_processes 1 with default proxy buffers.`,
-  ];
-  process.stdout.write(`${lines.join('\n')}\n`);
-
-  if (process.env.BENCH_JSON) {
-    const json = {
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: os.cpus().length,
-      sizeMiB: SIZE_MIB,
-      runs: RUNS,
-      head: { requests: HEAD_REQUESTS, concurrency: HEAD_CONCURRENCY },
-      units: { upload: 'MB/s', download: 'MB/s', head: 'req/s' },
-      perRun: results,
-      median: med,
-      vsNginx: Object.fromEntries(PATHS.map((p) => [p, { upload: ratio(p, 'upload'), download: ratio(p, 'download'), head: ratio(p, 'head') }])),
-      regshimPeakRssMiB: rssMiB,
-      targets: {
-        uploadVsNginx: { wanted: TARGET.throughputRatio, met: ratio('regshim', 'upload') >= TARGET.throughputRatio },
-        downloadVsNginx: { wanted: TARGET.throughputRatio, met: ratio('regshim', 'download') >= TARGET.throughputRatio },
-        peakRssMiB: { wanted: TARGET.rssMiB, met: rssMiB < TARGET.rssMiB },
-      },
-    };
-    writeFileSync(path.resolve('bench-results.json'), `${JSON.stringify(json, null, 2)}\n`);
-    progress(`wrote ${path.resolve('bench-results.json')}`);
-  }
+  const results: Results = {
+    quick: QUICK,
+    paths,
+    settings: { runs: RUNS, sizeMiB: SIZE_MIB, streams: STREAMS, streamMiB: STREAM_MIB, smallSeconds: SMALL_SECONDS, variants },
+    streams,
+    small,
+    convert,
+    peakRssMiB,
+    load: loadAvg,
+  };
+  process.stdout.write(render(results));
+  progress(`wrote ${writeJson(results)}`);
 }
 
 try {
   await main();
 } catch (err) {
   // After Ctrl-C the requests in flight fail as their servers stop: not worth reporting.
-  if (interrupted) await new Promise(() => {}); // the signal handler exits once cleanup is done
-  process.stderr.write(`[bench] failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  for (const proc of procs) {
-    if (proc.exited) process.stderr.write(`[bench] ${proc.name} had exited; its log:\n${logTail(proc)}\n`);
-  }
+  if (wasInterrupted()) await new Promise(() => {}); // the signal handler exits once cleanup is done
+  process.stderr.write(`[bench] failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n${exitedLogs()}\n`);
   await cleanup();
   process.exitCode = 1;
 }

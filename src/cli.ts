@@ -6,7 +6,8 @@ import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/co
 import { classifyManifest } from './cache/detect.js';
 import { ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
-import { createServer } from './server.js';
+import { createLogger } from './observability/log.js';
+import { isWorker, superviseWorkers, workerMetrics } from './workers.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const USAGE_ERROR = 2;
@@ -31,6 +32,7 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--client-header-timeout <seconds>', 'a client must send its request head within this long (default 60)').env('REGSHIM_CLIENT_HEADER_TIMEOUT'))
     .addOption(new Option('--max-header-bytes <size>', 'largest request head; larger gets 431 (default 16KiB)').env('REGSHIM_MAX_HEADER_BYTES'))
     .addOption(new Option('--max-header-count <n>', 'most request header fields; more get 431 (default 100)').env('REGSHIM_MAX_HEADER_COUNT'))
+    .addOption(new Option('--workers <n>', `processes serving requests, or auto: one per CPU, at most ${DEFAULTS.maxAutoWorkers} (default ${DEFAULTS.workers})`).env('REGSHIM_WORKERS'))
     .addOption(new Option('--docker-config <dir>', "Docker config folder (or config.json) with regshim's upstream credentials (default $DOCKER_CONFIG)").env('REGSHIM_DOCKER_CONFIG'))
     .addOption(new Option('--upstream-username <name>', 'username for the upstream; the password comes from --upstream-password-file or REGSHIM_UPSTREAM_PASSWORD').env('REGSHIM_UPSTREAM_USERNAME'))
     .addOption(new Option('--upstream-password-file <file>', 'file holding the upstream password or token (a mounted Secret)').env('REGSHIM_UPSTREAM_PASSWORD_FILE'))
@@ -52,7 +54,10 @@ async function serve(opts: RawConfig): Promise<void> {
     allowUnauthenticated: opts.allowUnauthenticated ?? process.env.REGSHIM_ALLOW_UNAUTHENTICATED,
   };
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
-  const shim = createServer(config);
+  if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel));
+  // Loaded only where requests are served: a primary that only supervises workers stays small.
+  const { createServer } = await import('./server.js');
+  const shim = createServer(config, isWorker() ? { clusterMetrics: workerMetrics() } : {});
   await shim.listen();
   const stop = (signal: string) => {
     shim.log.info({ signal }, 'shutting down');
@@ -146,4 +151,6 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`regshim: ${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = 1;
   }
+  // A worker that failed to start would be kept alive by its channel to the primary.
+  if (isWorker() && process.exitCode) process.exit();
 }

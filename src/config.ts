@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { type AuthConfig, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
 
@@ -40,6 +41,8 @@ export interface Config extends AuthConfig {
   readonly maxHeaderBytes: number;
   /** Most request header fields; more gets 431. */
   readonly maxHeaderCount: number;
+  /** Processes serving requests; more than 1 runs them as workers behind one port (src/workers.ts). */
+  readonly workers: number;
 }
 
 export class ConfigError extends Error {
@@ -66,6 +69,7 @@ export interface RawConfig extends RawAuthConfig {
   maxHeaderBytes?: string | undefined;
   maxHeaderCount?: string | undefined;
   clientHeaderTimeout?: string | undefined;
+  workers?: string | undefined;
 }
 
 export const DEFAULTS = {
@@ -83,6 +87,9 @@ export const DEFAULTS = {
   clientHeaderTimeoutMs: 60_000,
   maxHeaderBytes: 16 * 1024,
   maxHeaderCount: 100,
+  /** One process measured best on 2 shared cores (README, Performance); 'auto': one per CPU, at most 4. */
+  workers: '1',
+  maxAutoWorkers: 4,
 };
 
 // RFC 6838 "type/subtype" with its restricted-name characters.
@@ -120,6 +127,7 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
     ...parseLimits(raw),
+    workers: parseWorkers(raw.workers ?? DEFAULTS.workers),
     ...parseAuthConfig(raw, upstream, listenHost, (path) => files.read(path), (message) => new ConfigError(message)),
   });
 }
@@ -146,6 +154,15 @@ function parseCount(flag: string, value: string | undefined, fallback: number): 
   const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n) || n < 1) {
     throw new ConfigError(`${flag} ${JSON.stringify(value)} must be a positive whole number, e.g. ${fallback}`);
+  }
+  return n;
+}
+
+function parseWorkers(value: string): number {
+  if (value === 'auto') return Math.min(availableParallelism(), DEFAULTS.maxAutoWorkers);
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 256) {
+    throw new ConfigError(`--workers ${JSON.stringify(value)} must be auto or a whole number from 1 to 256`);
   }
   return n;
 }

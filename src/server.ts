@@ -6,6 +6,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Registry } from 'prom-client';
 import { createGate } from './access/gate.js';
 import { DigestMap } from './cache/digest-map.js';
 import { UpstreamAnswer } from './cache/exchange.js';
@@ -36,6 +37,8 @@ export interface ServerOptions {
   logDestination?: { write(line: string): void };
   /** How long close() lets requests in flight (a layer upload, say) finish before cutting them. */
   shutdownGraceMs?: number;
+  /** In a worker process: /metrics answers for every worker (src/workers.ts). */
+  clusterMetrics?: { attach(registry: Registry): void; collect(): Promise<string> };
 }
 
 const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -44,6 +47,7 @@ const OTHER: Route = { kind: 'other' };
 export function createServer(config: Config, options: ServerOptions = {}): RegShim {
   const log = createLogger(config.logLevel, options.logDestination);
   const metrics = createMetrics();
+  options.clusterMetrics?.attach(metrics.registry);
   const auth = config.upstreamCredentials
     ? new UpstreamAuth({
         upstream: config.upstream,
@@ -90,7 +94,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     else sendOciError(res, new OciError('UNAVAILABLE', `the upstream registry ${config.upstream.origin} is not answering /v2/`));
   });
   app.get('/metrics', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    res.type(metrics.registry.contentType).send(await (options.clusterMetrics?.collect() ?? metrics.registry.metrics()));
   });
   const manifestPath = /^\/v2\/.+\/manifests\/[^/]+$/;
   app.get(manifestPath, manifests.get); // express answers HEAD with the GET route

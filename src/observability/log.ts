@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config.js';
 
@@ -10,7 +11,8 @@ export type { Logger };
 export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level,
-    base: { service: 'regshim' },
+    // Workers (--workers) share stdout: each line says which one wrote it.
+    base: cluster.isWorker ? { service: 'regshim', worker: cluster.worker?.id } : { service: 'regshim' },
     redact: {
       paths: [
         'authorization', 'headers.authorization', '*.authorization', 'headers.cookie', 'token', '*.token',

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import fc from 'fast-check';
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import { Cleanup } from '../support/cleanup.js';
 import { type CountingProxy, type Recorded, startCountingProxy } from '../support/counting-proxy.js';
 import { type Registry, startRegistry } from '../support/registry.js';
@@ -32,7 +32,7 @@ export interface Harness {
   /** Errors that escaped: uncaught exceptions and unhandled rejections in this process. */
   escaped: unknown[];
   send(method: string, path: string, headers?: Record<string, string>, body?: Buffer): Promise<Answer>;
-  /** Raw bytes on a fresh connection; resolves everything answered before close (or 5 s). */
+  /** Raw bytes on a fresh connection; resolves everything answered before close (or 3 s of silence). */
   raw(bytes: string): Promise<{ text: string; upstream: Recorded[] }>;
   stop(): Promise<void>;
 }
@@ -47,8 +47,8 @@ export async function startHarness(): Promise<Harness> {
     const registry = await cleanup.track(startRegistry());
     const wire = await cleanup.track(startCountingProxy(registry.url));
     const shim = await cleanup.track(startShim(wire.url, { logLevel: 'warn' }));
-    // A request unanswered for 10 s is a finding (a hang), not a stuck run.
-    const pool = new Pool(shim.url, { connections: 16, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    // A request unanswered for 5 s is a finding (a hang), not a stuck run.
+    const pool = new Pool(shim.url, { connections: 16, pipelining: 1, headersTimeout: 5_000, bodyTimeout: 5_000 });
     const [host, port] = [shim.host.split(':')[0] ?? '127.0.0.1', Number(shim.host.split(':')[1])];
     const upstreamSince = (mark: number) => wire.requests.slice(mark);
 
@@ -59,9 +59,16 @@ export async function startHarness(): Promise<Harness> {
       escaped,
       async send(method, path, headers = {}, body) {
         const mark = wire.requests.length;
-        const res = await pool.request({ method: method as 'GET', path, headers, body: body ?? null });
-        const bytes = Buffer.from(await res.body.arrayBuffer());
-        return { status: res.statusCode, headers: res.headers, body: bytes, upstream: upstreamSince(mark) };
+        // A connection of its own: a case that leaves its connection in a bad state must not
+        // take the next case down with it.
+        const client = new Client(shim.url, { headersTimeout: 5_000, bodyTimeout: 5_000 });
+        try {
+          const res = await client.request({ method: method as 'GET', path, headers, body: body ?? null });
+          const bytes = Buffer.from(await res.body.arrayBuffer());
+          return { status: res.statusCode, headers: res.headers, body: bytes, upstream: upstreamSince(mark) };
+        } finally {
+          void client.destroy().catch(() => undefined);
+        }
       },
       raw(bytes) {
         const mark = wire.requests.length;
@@ -70,7 +77,7 @@ export async function startHarness(): Promise<Harness> {
           const socket = net.connect(port, host, () => socket.write(bytes, 'latin1'));
           const chunks: Buffer[] = [];
           socket.on('data', (d: Buffer) => chunks.push(d));
-          socket.setTimeout(5_000, () => socket.destroy());
+          socket.setTimeout(3_000, () => socket.destroy());
           socket.on('close', () => resolve({ text: Buffer.concat(chunks).toString('latin1'), upstream: upstreamSince(mark) }));
           socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' || err.code === 'EPIPE' ? undefined : reject(err)));
         });
@@ -118,6 +125,8 @@ export async function explore<T>(opts: {
   describe: (value: T) => string;
   run: (value: T, caseNo: number) => Promise<string | undefined>;
   group?: (value: T) => string;
+  /** Stop generating after this long (the report says how many cases ran). */
+  timeLimitMs?: number;
 }): Promise<{ runs: number; findings: Map<string, Finding>; report: string }> {
   const concurrency = opts.concurrency ?? 1;
   const findings = new Map<string, Finding>();
@@ -125,13 +134,24 @@ export async function explore<T>(opts: {
   const one = async (value: T): Promise<void> => {
     const caseNo = runs++;
     let problem: string | undefined;
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      problem = await opts.run(value, caseNo);
+      // A case that hangs is a finding, and must not stall the run.
+      const hang = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve('no answer within 6 s'), 6_000);
+      });
+      problem = await Promise.race([opts.run(value, caseNo), hang]);
     } catch (err) {
       problem = `the client saw an error: ${(err as Error).message}`;
+    } finally {
+      clearTimeout(timer);
     }
+    const seconds = (performance.now() - started) / 1000;
+    if (problem === undefined && seconds > 4) problem = `answered only after ${seconds.toFixed(1)} s`;
     if (problem === undefined) return;
-    const key = `${opts.group?.(value) ?? ''} ${problem.replace(/\d+/g, 'N').slice(0, 200)}`;
+    // Grouped without numbers, and without the upstream answers of cases running at the same time.
+    const key = `${opts.group?.(value) ?? ''} ${problem.replace(/ while the upstream answered [^:]*/, '').replace(/\d+/g, 'N').slice(0, 200)}`;
     const seen = findings.get(key);
     if (seen) seen.count++;
     else findings.set(key, { count: 1, example: `${problem}\n    case: ${opts.describe(value)}` });
@@ -140,7 +160,11 @@ export async function explore<T>(opts: {
     fc.asyncProperty(fc.array(opts.arb, { minLength: concurrency, maxLength: concurrency }), async (batch) => {
       await Promise.all(batch.map(one));
     }),
-    { seed: SEED, numRuns: Math.max(1, Math.ceil((opts.numRuns * SCALE) / concurrency)) },
+    {
+      seed: SEED,
+      numRuns: Math.max(1, Math.ceil((opts.numRuns * SCALE) / concurrency)),
+      ...(opts.timeLimitMs ? { interruptAfterTimeLimit: opts.timeLimitMs, markInterruptAsFailure: false } : {}),
+    },
   );
   const report = [...findings.values()].map((f) => `- ${f.count}x ${f.example}`).join('\n');
   return { runs, findings, report: report === '' ? '' : `seed ${SEED} (replay with FUZZ_SEED=${SEED}), ${runs} runs:\n${report}` };

@@ -66,6 +66,7 @@ describe('fuzzing', () => {
       arb,
       numRuns: 3_000,
       concurrency: 8,
+      timeLimitMs: 60_000,
       describe: (v) => `${v.method} ${v.path} ${JSON.stringify(v.headers).slice(0, 600)} body ${v.body}`,
       group: (v) => `${v.method} ${v.path.replace(/sha256:\w+/, 'DIGEST')}`,
       run: async (v) => {
@@ -103,6 +104,7 @@ describe('fuzzing', () => {
       arb,
       numRuns: 3_000,
       concurrency: 8,
+      timeLimitMs: 60_000,
       describe: (v) => `${v.method} ${v.target.slice(0, 400)}${v.body ? ' with a body' : ''}`,
       group: (v) => `${v.method.toUpperCase() === 'HEAD' ? 'HEAD' : 'other'} ${/^https?:/.test(v.target) ? 'absolute-form' : 'origin-form'}`,
       run: async (v) => {
@@ -112,6 +114,8 @@ describe('fuzzing', () => {
         const status = /^HTTP\/1\.1 (\d{3}) /.exec(text)?.[1];
         const escaped = escapedOrOwn(0, Buffer.alloc(0), []);
         if (escaped) return escaped;
+        // Node closes a CONNECT nobody handles without an answer: a refusal, and all regshim needs.
+        if (status === undefined && v.method === 'CONNECT' && text === '') return undefined;
         if (status === undefined) return `no HTTP answer before the connection closed (got ${JSON.stringify(text.slice(0, 80))})`;
         const answerBody = Buffer.from(text.slice(text.indexOf('\r\n\r\n') + 4), 'latin1');
         return escapedOrOwn(Number(status), answerBody, upstream);
@@ -141,6 +145,7 @@ describe('fuzzing', () => {
       arb,
       numRuns: 2_000,
       concurrency: 8,
+      timeLimitMs: 60_000,
       describe: (v) => `${v.method} /v2/${REPO}/${v.where}/${v.digest}`,
       group: (v) => `${v.method} ${v.where}`,
       run: async (v) => {

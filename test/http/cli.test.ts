@@ -31,7 +31,7 @@ describe('regshim serve', () => {
   it('--help lists every flag with its environment variable', async () => {
     const r = await regshim(['serve', '--help']);
     expect(r.code).toBe(0);
-    for (const env of ['REGSHIM_UPSTREAM', 'REGSHIM_LISTEN', 'REGSHIM_LOG_LEVEL', 'REGSHIM_UPSTREAM_CA', 'REGSHIM_TLS_CERT', 'REGSHIM_CACHE_MAX_BYTES', 'REGSHIM_MAX_MANIFEST_BYTES', 'REGSHIM_INDEX_MEDIA_TYPE']) {
+    for (const env of ['REGSHIM_UPSTREAM', 'REGSHIM_LISTEN', 'REGSHIM_LOG_LEVEL', 'REGSHIM_UPSTREAM_CA', 'REGSHIM_TLS_CERT', 'REGSHIM_CACHE_MAX_BYTES', 'REGSHIM_MAX_MANIFEST_BYTES', 'REGSHIM_INDEX_MEDIA_TYPE', 'REGSHIM_WORKERS']) {
       expect(r.stdout).toContain(env);
     }
   });
@@ -58,13 +58,14 @@ describe('regshim serve', () => {
         cmd: process.execPath,
         args: [bin],
         logFile,
-        env: { ...process.env, REGSHIM_UPSTREAM: registry.url, REGSHIM_LISTEN: `127.0.0.1:${port}`, REGSHIM_LOG_LEVEL: 'debug' },
+        env: { ...process.env, REGSHIM_UPSTREAM: registry.url, REGSHIM_LISTEN: `127.0.0.1:${port}`, REGSHIM_LOG_LEVEL: 'debug', REGSHIM_WORKERS: '2' },
       }),
     );
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000, what: 'regshim from env', logFile });
     expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
     const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines[0]).toMatchObject({ msg: 'listening', url: `http://127.0.0.1:${port}`, upstream: registry.url });
+    expect(lines[0]).toMatchObject({ msg: 'started workers', workers: 2 });
+    expect(lines.find((l) => l.msg === 'listening')).toMatchObject({ url: `http://127.0.0.1:${port}`, upstream: registry.url });
     // debug level: health checks are logged too
     expect(lines.some((l) => l.msg === 'request' && l.level === 20)).toBe(true);
   });

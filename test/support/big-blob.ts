@@ -93,10 +93,18 @@ export function streamRequest(
   });
 }
 
-/** The process's peak resident set (VmHWM in /proc/<pid>/status), in bytes. */
+/**
+ * The largest peak resident set (VmHWM in /proc/<pid>/status), in bytes, of the process and
+ * its children: with --workers, the primary forks the processes that move the bytes.
+ */
 export async function peakRssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kib = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
-  if (kib === undefined) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(kib) * 1024;
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean).map(Number);
+  let peak = 0;
+  for (const p of [pid, ...children]) {
+    const status = await readFile(`/proc/${p}/status`, 'utf8');
+    const kib = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
+    if (kib === undefined) throw new Error(`no VmHWM in /proc/${p}/status`);
+    peak = Math.max(peak, Number(kib) * 1024);
+  }
+  return peak;
 }

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULTS, parseConfig } from '../../src/config.js';
 
@@ -12,6 +13,7 @@ describe('parseConfig', () => {
     expect(config.logLevel).toBe('info');
     expect([config.maxManifestBytesInFlight, config.manifestQueueTimeoutMs, config.upstreamConnections, config.maxClientConnections]).toEqual([64 * 1024 * 1024, 30_000, 64, 1024]);
     expect([config.clientHeaderTimeoutMs, config.maxHeaderBytes, config.maxHeaderCount]).toEqual([60_000, 16 * 1024, 100]);
+    expect(config.workers).toBe(1);
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -33,6 +35,9 @@ describe('parseConfig', () => {
     [{ maxHeaderBytes: '8KiB' }, 'maxHeaderBytes', 8192],
     [{ maxHeaderCount: '50' }, 'maxHeaderCount', 50],
     [{ indexMediaType: 'application/vnd.gitlab.cache+json' }, 'indexMediaType', 'application/vnd.gitlab.cache+json'],
+    [{ workers: '3' }, 'workers', 3],
+    [{ workers: '1' }, 'workers', 1],
+    [{ workers: 'auto' }, 'workers', Math.min(availableParallelism(), DEFAULTS.maxAutoWorkers)],
   ])('reads %j', (raw, key, value) => {
     expect(parseConfig({ upstream: 'http://127.0.0.1:5001', ...raw })[key as keyof ReturnType<typeof parseConfig>]).toEqual(value);
   });
@@ -56,6 +61,8 @@ describe('parseConfig', () => {
     [{ upstream: 'http://x', maxClientConnections: '1.5' }, /--max-client-connections "1.5" must be a positive whole number/],
     [{ upstream: 'http://x', maxHeaderCount: 'many' }, /--max-header-count "many"/],
     [{ upstream: 'http://x', clientHeaderTimeout: '0' }, /--client-header-timeout "0" must be a positive number of seconds/],
+    [{ upstream: 'http://x', workers: '0' }, /--workers "0" must be auto or a whole number from 1 to 256/],
+    [{ upstream: 'http://x', workers: 'many' }, /--workers "many"/],
     [{ upstream: 'http://x', upstreamCa: '/nonexistent.pem' }, /--upstream-ca "\/nonexistent.pem" cannot be read/],
   ])('refuses %j with a message that says how to fix it', (raw, message) => {
     expect(() => parseConfig(raw, { read: () => { throw new Error('ENOENT'); } })).toThrow(ConfigError);

@@ -27,6 +27,14 @@ describe('DigestMap', () => {
     expect(events).toEqual({ hits: 2, misses: 0 });
   });
 
+  it('answers every concurrent load even when the map is too small to keep them (no "evicted" failure)', async () => {
+    // One entry's worth of room: each load in flight evicts the one before it.
+    const map = new DigestMap(300, counting().sink);
+    const slow = (v: number) => () => new Promise<{ kind: 'plain' }>((resolve) => setTimeout(() => resolve({ kind: 'plain' }), 5 * v));
+    const loads = await Promise.allSettled([1, 2, 3, 4].map((n) => map.loadManifest(`sha256:m${n}`, slow(n))));
+    expect(loads.map((l) => l.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+  });
+
   it('shares one load among concurrent misses for a digest', async () => {
     const map = new DigestMap(1 << 20, counting().sink);
     let loads = 0;

@@ -1,0 +1,3 @@
+module regshim.dev/bench/goload
+
+go 1.19

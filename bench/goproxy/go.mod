@@ -1,0 +1,3 @@
+module regshim.dev/bench/goproxy
+
+go 1.19
