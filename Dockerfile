@@ -11,6 +11,11 @@ RUN npx tsc -p tsconfig.json
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# The ECR credential helper, so regshim can hold ECR credentials with IRSA and nothing else
+# (README, Credentials held by regshim); it caches tokens under $HOME/.ecr (/home/node).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends amazon-ecr-credential-helper ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force

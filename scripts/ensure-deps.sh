@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the e2e tests run against: distribution's registry, containerd + ctr,
-# skopeo, nginx, runc, an extracted (not installed) dockerd 20.10 from Debian's docker.io,
-# and dockerd 26 with buildx (BuildKit 0.13) extracted from Debian trixie's packages.
+# skopeo, nginx, runc, the ECR credential helper, an extracted (not installed) dockerd 20.10
+# from Debian's docker.io, and dockerd 26 with buildx (BuildKit 0.13) extracted from Debian trixie's packages.
 # Idempotent; starts no service and leaves no nginx running.
 set -euo pipefail
 
@@ -46,18 +46,18 @@ stop_system_nginx() {
 }
 
 missing=()
-for c in docker-registry containerd ctr skopeo nginx openssl runc; do
+for c in docker-registry containerd ctr skopeo nginx openssl runc docker-credential-ecr-login; do
   # /usr/sbin is not on every user's PATH, and nginx lives there.
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("$c")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_update_once
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker-registry containerd skopeo nginx-light openssl runc >/dev/null
-  echo "installed docker-registry containerd skopeo nginx-light openssl runc (missing: ${missing[*]})"
+    docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper >/dev/null
+  echo "installed docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper (missing: ${missing[*]})"
   stop_system_nginx
 else
-  echo "docker-registry, containerd, ctr, skopeo, nginx, openssl, runc already present"
+  echo "docker-registry, containerd, ctr, skopeo, nginx, openssl, runc, docker-credential-ecr-login already present"
 fi
 
 if [ -x "$cache/docker.io/usr/sbin/dockerd" ]; then

@@ -32,10 +32,27 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--client-header-timeout <seconds>', 'a client must send its request head within this long (default 60)').env('REGSHIM_CLIENT_HEADER_TIMEOUT'))
     .addOption(new Option('--max-header-bytes <size>', 'largest request head; larger gets 431 (default 16KiB)').env('REGSHIM_MAX_HEADER_BYTES'))
     .addOption(new Option('--max-header-count <n>', 'most request header fields; more get 431 (default 100)').env('REGSHIM_MAX_HEADER_COUNT'))
-    .addOption(new Option('--workers <n>', `processes serving requests, or auto: one per CPU, at most ${DEFAULTS.maxAutoWorkers} (default ${DEFAULTS.workers})`).env('REGSHIM_WORKERS'));
+    .addOption(new Option('--workers <n>', `processes serving requests, or auto: one per CPU, at most ${DEFAULTS.maxAutoWorkers} (default ${DEFAULTS.workers})`).env('REGSHIM_WORKERS'))
+    .addOption(new Option('--docker-config <dir>', "Docker config folder (or config.json) with regshim's upstream credentials (default $DOCKER_CONFIG)").env('REGSHIM_DOCKER_CONFIG'))
+    .addOption(new Option('--upstream-username <name>', 'username for the upstream; the password comes from --upstream-password-file or REGSHIM_UPSTREAM_PASSWORD').env('REGSHIM_UPSTREAM_USERNAME'))
+    .addOption(new Option('--upstream-password-file <file>', 'file holding the upstream password or token (a mounted Secret)').env('REGSHIM_UPSTREAM_PASSWORD_FILE'))
+    .addOption(new Option('--credential-helper-timeout <seconds>', 'give up on a docker-credential helper after this long (default 10)').env('REGSHIM_CREDENTIAL_HELPER_TIMEOUT'))
+    .addOption(new Option('--auth-htpasswd <file>', 'require clients to log in with a user of this htpasswd file (bcrypt)').env('REGSHIM_AUTH_HTPASSWD'))
+    .addOption(
+      new Option('--allow-repository <glob>', 'reach only repositories matching this glob (repeatable, or comma-separated)')
+        .env('REGSHIM_ALLOW_REPOSITORY')
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+    )
+    .addOption(new Option('--allow-unauthenticated', 'listen beyond loopback with upstream credentials and no --auth-htpasswd (env REGSHIM_ALLOW_UNAUTHENTICATED=1)'));
 }
 
-async function serve(raw: RawConfig): Promise<void> {
+async function serve(opts: RawConfig): Promise<void> {
+  const raw: RawConfig = {
+    ...opts,
+    dockerConfigEnv: process.env.DOCKER_CONFIG,
+    upstreamPassword: process.env.REGSHIM_UPSTREAM_PASSWORD,
+    allowUnauthenticated: opts.allowUnauthenticated ?? process.env.REGSHIM_ALLOW_UNAUTHENTICATED,
+  };
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
   if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel));
   // Loaded only where requests are served: a primary that only supervises workers stays small.

@@ -1,10 +1,11 @@
 import { availableParallelism } from 'node:os';
+import { type AuthConfig, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-export interface Config {
+export interface Config extends AuthConfig {
   /** The registry regshim fronts, origin only (http: or https:). */
   readonly upstream: URL;
   readonly listenHost: string;
@@ -49,7 +50,7 @@ export class ConfigError extends Error {
 }
 
 /** Raw settings, as strings, from flags or environment; undefined means "use the default". */
-export interface RawConfig {
+export interface RawConfig extends RawAuthConfig {
   upstream?: string | undefined;
   listen?: string | undefined;
   upstreamCa?: string | undefined;
@@ -127,6 +128,7 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
     ...parseLimits(raw),
     workers: parseWorkers(raw.workers ?? DEFAULTS.workers),
+    ...parseAuthConfig(raw, upstream, listenHost, (path) => files.read(path), (message) => new ConfigError(message)),
   });
 }
 
@@ -179,7 +181,7 @@ function parseUpstream(value: string | undefined): URL {
     throw new ConfigError(`--upstream ${JSON.stringify(value)} must start with http:// or https://`);
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new ConfigError(`--upstream ${JSON.stringify(value)} must be an origin only (scheme, host, port): the registry API lives at /v2/, and credentials come from the clients`);
+    throw new ConfigError(`--upstream ${JSON.stringify(value)} must be an origin only (scheme, host, port): the registry API lives at /v2/, and credentials come from the clients or from --docker-config / --upstream-username, never the URL`);
   }
   return new URL(url.origin);
 }

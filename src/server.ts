@@ -7,6 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
+import { createGate } from './access/gate.js';
 import { DigestMap } from './cache/digest-map.js';
 import { UpstreamAnswer } from './cache/exchange.js';
 import { createManifestHandlers } from './cache/manifests.js';
@@ -17,6 +18,7 @@ import { trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger } from './observability/log.js';
 import { createMetrics } from './observability/metrics.js';
 import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
+import { UpstreamAuth } from './registry/auth/upstream-auth.js';
 import { OciError, sendOciError } from './registry/errors.js';
 import { type Route, parseRoute } from './registry/routes.js';
 import { Upstream } from './registry/upstream.js';
@@ -46,8 +48,20 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
   const log = createLogger(config.logLevel, options.logDestination);
   const metrics = createMetrics();
   options.clusterMetrics?.attach(metrics.registry);
-  const upstream = new Upstream(config);
-  const passthrough = createPassthrough(config, log, metrics);
+  const auth = config.upstreamCredentials
+    ? new UpstreamAuth({
+        upstream: config.upstream,
+        spec: config.upstreamCredentials,
+        upstreamCa: config.upstreamCa,
+        timeoutMs: config.upstreamTimeoutMs,
+        helperTimeoutMs: config.credentialHelperTimeoutMs,
+        log,
+        metrics,
+      })
+    : undefined;
+  const gate = createGate(config.access, metrics);
+  const upstream = new Upstream(config, auth);
+  const passthrough = createPassthrough(config, log, metrics, auth);
   const map = new DigestMap(config.cacheMaxBytes, {
     hit: (kind, digest) => {
       metrics.digestMap.inc({ result: 'hit' });
@@ -67,6 +81,12 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
+    if (auth) {
+      const problem = await auth.check().then(() => undefined, (err: Error) => err.message);
+      if (problem === undefined) res.json({ status: 'ready' });
+      else sendOciError(res, new OciError('UNAVAILABLE', `upstream credentials from ${auth.describe()} do not work: ${problem}`));
+      return;
+    }
     const ready = await upstream
       .request({ method: 'GET', path: '/v2/', headers: {}, maxBodyBytes: 1 << 16 })
       .then((r) => r.status === 200 || r.status === 401, () => false);
@@ -106,6 +126,21 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (OWN_PATHS.has(pathname)) return proceed(req, res, app);
     if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics'));
     if (refuseBodyOnDelete(req, res)) return;
+    if (!gate) return dispatch(req, res, route);
+    const q = target.path.indexOf('?');
+    gate(req, res, route, new URLSearchParams(q === -1 ? '' : target.path.slice(q + 1))).then(
+      (allowed) => {
+        if (!allowed) return;
+        // Credentials for regshim are not the upstream's business.
+        if (config.access.htpasswd) delete req.headers.authorization;
+        dispatch(req, res, route);
+      },
+      (err: unknown) => fail(req, res, err),
+    );
+  }
+
+  /** Past the access check: the stream for everything but manifests; manifest PUTs once admitted. */
+  function dispatch(req: IncomingMessage, res: ServerResponse, route: Route): void {
     if (route.kind !== 'manifest') return proceed(req, res, passthrough);
     if (req.method !== 'PUT') return proceed(req, res, app);
     admission.admit(req, res)
@@ -199,6 +234,13 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
           const url = new URL(`${config.tlsCert ? 'https' : 'http'}://${host}:${address.port}`);
           log.info({ url: url.origin, upstream: config.upstream.origin }, 'listening');
           resolve(url);
+          if (auth) {
+            // Learn the upstream's challenge now, and say at once when credentials don't work.
+            auth.check().then(
+              () => log.info({ credentials: auth.describe() }, 'upstream credentials accepted'),
+              (err: Error) => log.error({ credentials: auth.describe(), problem: err.message }, 'upstream credentials do not work; /readyz fails until they do'),
+            );
+          }
         });
       }),
     close: () => (closing ??= stop()),
@@ -215,6 +257,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     clearTimeout(grace);
     passthrough.close();
     await upstream.close();
+    await auth?.close();
   }
 }
 

@@ -14,7 +14,10 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
     // Workers (--workers) share stdout: each line says which one wrote it.
     base: cluster.isWorker ? { service: 'regshim', worker: cluster.worker?.id } : { service: 'regshim' },
     redact: {
-      paths: ['authorization', 'headers.authorization', '*.authorization', 'headers.cookie', 'token', '*.token'],
+      paths: [
+        'authorization', 'headers.authorization', '*.authorization', 'headers.cookie', 'token', '*.token',
+        'password', '*.password', 'secret', '*.secret', 'credential', '*.credential', 'identitytoken', '*.identitytoken',
+      ],
       censor: '[redacted]',
     },
   };

@@ -42,6 +42,29 @@ export function createMetrics() {
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
+    tokenFetches: new Counter({
+      name: 'regshim_upstream_token_fetches_total',
+      help: 'Bearer tokens asked of the upstream realm with regshim\'s credentials, by result (ok, rejected, failed)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    credentialHelperRuns: new Counter({
+      name: 'regshim_credential_helper_runs_total',
+      help: 'Runs of the docker-credential helper for the upstream, by result (ok, failed)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    upstreamAuthRejections: new Counter({
+      name: 'regshim_upstream_auth_rejections_total',
+      help: 'Upstream requests refused (401) although they carried regshim\'s credentials',
+      registers: [registry],
+    }),
+    inboundAuthFailures: new Counter({
+      name: 'regshim_inbound_auth_failures_total',
+      help: 'Client requests refused before reaching the upstream, by reason (unauthorized, denied)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
   };
 }
 

@@ -4,12 +4,15 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
+import { INBOUND_REALM } from '../access/gate.js';
 import type { Config } from '../config.js';
 import { addUpstreamTime } from '../observability/access-log.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
+import { scopeOfPath } from '../registry/auth/scope.js';
+import type { UpstreamAuth } from '../registry/auth/upstream-auth.js';
 import { OciError, sendOciError } from '../registry/errors.js';
-import { NOT_FORWARDED } from '../registry/upstream.js';
+import { NOT_FORWARDED, upstreamAuthorization } from '../registry/upstream.js';
 import { BlobRelay } from './relay.js';
 import { releaseWrittenChunks } from './release-written.js';
 import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
@@ -20,10 +23,15 @@ export interface Passthrough {
 }
 
 const TIMEOUT = 'UPSTREAM_TIMEOUT';
+/** The scopes each request's upstream credentials were had for, to drop them after a 401. */
+const authScopes = new WeakMap<IncomingMessage, string[]>();
+/** http-proxy's options for each request, and the requests already sent again after a 401. */
+const callOptions = new WeakMap<IncomingMessage, { selfHandleResponse?: boolean }>();
+const retried = new WeakSet<IncomingMessage>();
 // What an ingress says about the client's side stays with regshim (registry/upstream.ts).
 const FORWARDING_HEADERS = [...NOT_FORWARDED].filter((h) => h === 'forwarded' || h.startsWith('x-'));
 
-export function createPassthrough(config: Config, log: Logger, metrics: Metrics): Passthrough {
+export function createPassthrough(config: Config, log: Logger, metrics: Metrics, auth?: UpstreamAuth): Passthrough {
   const tlsUpstream = config.upstream.protocol === 'https:';
   // Keep-alive: a connection per request costs a third of the small-request rate.
   // Bounded: excess requests queue in the agent instead of opening a connection each.
@@ -47,7 +55,8 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
 
   // No header changes here: a request queued for a free upstream connection has already
   // sent its headers when this runs, and changing them then throws.
-  proxy.on('proxyReq', (proxyReq, req) => {
+  proxy.on('proxyReq', (proxyReq, req, _res, options) => {
+    if (auth) callOptions.set(req, options);
     releaseWrittenChunks(proxyReq);
     const started = performance.now();
     proxyReq.once('response', () => addUpstreamTime(req, performance.now() - started));
@@ -58,6 +67,23 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
+    const scopes = authScopes.get(req);
+    if (auth && scopes && proxyRes.statusCode === 401) {
+      auth.invalidate(scopes, proxyRes.headers['www-authenticate']);
+      const options = callOptions.get(req);
+      if (options && !retried.has(req) && !hasBody(req)) {
+        // Nothing to replay: keep this answer from the client (http-proxy reads the flag
+        // after this event) and send the request again with fresh credentials.
+        options.selfHandleResponse = true;
+        retried.add(req);
+        proxyRes.resume();
+        withCredentials(req, res);
+        return;
+      }
+      // A streamed body cannot be replayed: the client's retry gets fresh credentials; a
+      // client that logs in to regshim is told to do so again.
+      if (config.access.htpasswd) proxyRes.headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
+    }
     rewriteResponseHeaders(proxyRes.headers, config.upstream, origins.get(req) ?? publicOrigin(req.headers, tlsClients, fallbackHost));
     // An upstream that dies mid-body: end the client's response at once, don't let it hang.
     proxyRes.once('close', () => {
@@ -88,8 +114,19 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
     upstream: config.upstream,
     timeoutMs: config.upstreamTimeoutMs,
     maxConnections: config.upstreamConnections,
-    onHead: (head, req) => {
+    onHead: (head, req, res) => {
       addUpstreamTime(req, performance.now() - (relayStarted.get(req) ?? performance.now()));
+      const scopes = authScopes.get(req);
+      if (auth && scopes && head.status === 401) {
+        auth.invalidate(scopes, head.headers['www-authenticate']);
+        // A GET has nothing to replay: send it again, once, with fresh credentials.
+        if (!retried.has(req)) {
+          retried.add(req);
+          withCredentials(req, res);
+          return 'again';
+        }
+        if (config.access.htpasswd) head.headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
+      }
       rewriteResponseHeaders(head.headers, config.upstream, origins.get(req) ?? publicOrigin(req.headers, tlsClients, fallbackHost));
     },
     onError: upstreamFailed,
@@ -104,12 +141,33 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics)
     for (const name of hopByHop(req.headers)) delete req.headers[name];
     // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
     delete req.headers.expect;
+    if (!auth) return forward(req, res);
+    delete req.headers.authorization;
+    withCredentials(req, res);
+  };
+  const forward = (req: IncomingMessage, res: ServerResponse): void => {
     if (relay && BlobRelay.accepts(req)) {
       relayStarted.set(req, performance.now());
       relay.handle(req, res);
       return;
     }
     proxy.web(req, res);
+  };
+  /** The header is had before the request goes: its body streams and cannot be sent twice. */
+  const withCredentials = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!auth) return;
+    const scopes = scopeOfPath(req.method ?? 'GET', req.url ?? '/');
+    upstreamAuthorization(auth, scopes).then(
+      (authorization) => {
+        if (authorization !== undefined) req.headers.authorization = authorization;
+        authScopes.set(req, scopes);
+        forward(req, res);
+      },
+      (err: OciError) => {
+        log.warn({ err: { code: err.code, message: err.message }, method: req.method }, 'no upstream credentials for a request');
+        sendOciError(res, err, req.method);
+      },
+    );
   };
   return Object.assign(handler, {
     close: () => {

@@ -17,8 +17,12 @@ export interface RelayOptions {
   timeoutMs: number;
   /** Downloads relayed at once (each holds one upstream connection); the rest wait their turn. */
   maxConnections: number;
-  /** Called with the response head before it goes to the client (Location rewriting, timing). */
-  onHead(head: ResponseHead, req: IncomingMessage): void;
+  /**
+   * Called with the response head before it goes to the client (Location rewriting, timing).
+   * 'again': the caller sends the request again itself (a 401 to stale credentials); this
+   * answer is dropped with its connection.
+   */
+  onHead(head: ResponseHead, req: IncomingMessage, res: ServerResponse): void | 'again';
   /** The upstream failed before the response started: answer with an error. */
   onError(err: Error, req: IncomingMessage, res: ServerResponse): void;
 }
@@ -278,7 +282,11 @@ export class BlobRelay {
           failed(new Error(`upstream response refused: ${f.error}`));
           return false;
         }
-        this.options.onHead(head, req);
+        if (this.options.onHead(head, req, res) === 'again') {
+          this.give(buffer);
+          finish(false);
+          return false;
+        }
         try {
           res.writeHead(head.status, head.headers);
         } catch (err) {
@@ -310,8 +318,11 @@ export class BlobRelay {
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
       // Headers the pass-through removed from req.headers (forwarding, hop-by-hop) stay here too.
-      if (!HOP_BY_HOP.has(name) && req.headers[name] !== undefined) lines.push(`${raw[i]}: ${raw[i + 1]}`);
+      if (!HOP_BY_HOP.has(name) && name !== 'authorization' && req.headers[name] !== undefined) lines.push(`${raw[i]}: ${raw[i + 1]}`);
     }
+    // Authorization as the pass-through left it: the client's, regshim's own, or none.
+    const authorization = req.headers.authorization;
+    if (authorization !== undefined) lines.push(`authorization: ${authorization}`);
     return `${lines.join('\r\n')}\r\n\r\n`;
   }
 }

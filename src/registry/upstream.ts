@@ -3,6 +3,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, request as undiciRequest, errors as undiciErrors } from 'undici';
 import type { Config } from '../config.js';
+import { scopeOfPath } from './auth/scope.js';
+import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { OciError } from './errors.js';
 
 export type Headers = Record<string, string | string[]>;
@@ -68,7 +70,10 @@ export class Upstream {
   readonly origin: string;
   private readonly timeoutMs: number;
 
-  constructor(config: Config) {
+  constructor(
+    config: Config,
+    private readonly auth?: UpstreamAuth,
+  ) {
     this.origin = config.upstream.origin;
     this.timeoutMs = config.upstreamTimeoutMs;
     this.pool = new Pool(this.origin, {
@@ -80,7 +85,28 @@ export class Upstream {
     });
   }
 
+  /**
+   * With regshim's own credentials, when it has them, instead of the client's; bodies here
+   * are buffers, so a 401 (a token refused, helper credentials gone stale) is retried once.
+   */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const auth = this.auth;
+    if (!auth) return this.send(req);
+    const scopes = scopeOfPath(req.method, this.pathOf(req.path));
+    const send = async () => {
+      const headers = { ...req.headers };
+      delete headers.authorization;
+      const authorization = await upstreamAuthorization(auth, scopes);
+      if (authorization !== undefined) headers.authorization = authorization;
+      return this.send({ ...req, headers });
+    };
+    const first = await send();
+    if (first.status !== 401) return first;
+    auth.invalidate(scopes, first.headers['www-authenticate']);
+    return send();
+  }
+
+  private async send(req: UpstreamRequest): Promise<UpstreamResponse> {
     const started = performance.now();
     const path = this.pathOf(req.path);
     let res;
@@ -151,6 +177,15 @@ export class Upstream {
 
   close(): Promise<void> {
     return this.pool.close();
+  }
+}
+
+/** regshim's Authorization for these scopes; no credentials to be had is a 503 the operator can read. */
+export async function upstreamAuthorization(auth: UpstreamAuth, scopes: readonly string[]): Promise<string | undefined> {
+  try {
+    return await auth.headerFor(scopes);
+  } catch (err) {
+    throw new OciError('UNAVAILABLE', `regshim cannot authenticate to the upstream: ${(err as Error).message}`);
   }
 }
 

@@ -38,6 +38,10 @@ export interface RegistryOptions {
    * credentials travel unchanged.
    */
   sillyAuth?: boolean;
+  /** Basic auth against this htpasswd file (bcrypt entries only). */
+  htpasswdFile?: string;
+  /** Token auth: tokens from this realm, signed by the certificate in rootCertBundle. */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** Serve https with this certificate (see tls.ts); the url is then https://. */
   tls?: { certFile: string; keyFile: string; pem: string };
 }
@@ -69,7 +73,13 @@ async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Pr
   const logFile = join(dir, 'registry.log');
   const config = join(dir, 'config.yml');
   const policy = opts.policyImageOnly ? 'policy:\n  repository:\n    classes: [image]\n' : '';
-  const auth = opts.sillyAuth ? 'auth:\n  silly:\n    realm: https://auth.example.test/token\n    service: regshim-test\n' : '';
+  const auth = opts.sillyAuth
+    ? 'auth:\n  silly:\n    realm: https://auth.example.test/token\n    service: regshim-test\n'
+    : opts.htpasswdFile
+      ? `auth:\n  htpasswd:\n    realm: basic-realm\n    path: ${opts.htpasswdFile}\n`
+      : opts.token
+        ? `auth:\n  token:\n    realm: "${opts.token.realm}"\n    service: ${opts.token.service}\n    issuer: ${opts.token.issuer}\n    rootcertbundle: ${opts.token.rootCertBundle}\n`
+        : '';
   await writeFile(
     config,
     'version: 0.1\n' +

@@ -36,6 +36,15 @@ describe('module boundaries', () => {
     }
   });
 
+  it('upstream credentials live in registry/auth/: only it runs programs (credential helpers)', () => {
+    for (const file of filesUnder('.').filter((f) => !f.startsWith('registry/auth/'))) {
+      expect(importsOf(file).filter((i) => i === 'node:child_process'), file).toEqual([]);
+    }
+    for (const file of filesUnder('registry/auth')) {
+      expect(importsOf(file).filter((i) => /cache\/|passthrough\/|access\//.test(i)), file).toEqual([]);
+    }
+  });
+
   it('only cli.ts reads process.env or the file system for configuration', () => {
     for (const file of filesUnder('.').filter((f) => f !== 'cli.ts')) {
       expect(readFileSync(join(src, file), 'utf8'), file).not.toMatch(/process\.env/);

@@ -6,6 +6,8 @@ describe('OciError', () => {
     ['MANIFEST_INVALID', 400],
     ['DIGEST_INVALID', 400],
     ['UNSUPPORTED', 400],
+    ['UNAUTHORIZED', 401],
+    ['DENIED', 403],
     ['MANIFEST_UNKNOWN', 404],
     ['MANIFEST_TOO_LARGE', 413],
     ['UPSTREAM_UNREACHABLE', 502],
