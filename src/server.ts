@@ -1,10 +1,9 @@
 // Where a request goes. Blob and upload traffic (the bytes) goes from a bare node:http
 // handler straight to the streaming proxy: express in front of it halves throughput.
 // Manifests, health and metrics go through express, which they need.
-import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { createGate } from './access/gate.js';
@@ -13,6 +12,7 @@ import { UpstreamAnswer } from './cache/exchange.js';
 import { createManifestHandlers } from './cache/manifests.js';
 import type { Config } from './config.js';
 import { createManifestAdmission } from './intake/admission.js';
+import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
 import { trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger } from './observability/log.js';
@@ -109,15 +109,13 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
   });
 
   const admission = createManifestAdmission(config);
-  const responding = new WeakMap<Socket, number>();
-  const awaitingContinue = new WeakSet<IncomingMessage>();
+  const { server, proceed, refuse, fail } = createFrontDoor(config, log, route);
 
   function route(req: IncomingMessage, res: ServerResponse): void {
     const target = parseTarget(req.url ?? '/');
     const pathname = target.ok ? target.pathname : '';
     const route = target.ok && isRegistryApi(pathname) ? parseRoute(pathname) : OTHER;
     trackRequest(req, res, route, log, metrics, OWN_PATHS.has(pathname) ? 'debug' : 'info');
-    trackResponding(req, res);
     if (!target.ok) return refuse(req, res, new OciError(target.status === 404 ? 'NOT_FOUND' : 'REQUEST_INVALID', target.reason));
     req.url = target.path; // the origin form, also when the client sent the absolute form
     if (!isFramingSupported(req)) {
@@ -147,78 +145,6 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
       .then((admitted) => admitted && proceed(req, res, app))
       .catch((err: unknown) => fail(req, res, err));
   }
-
-  /** Hands the request on, with the `100 Continue` that a client may be waiting for. */
-  function proceed(req: IncomingMessage, res: ServerResponse, handler: (req: IncomingMessage, res: ServerResponse) => void): void {
-    if (awaitingContinue.delete(req)) res.writeContinue();
-    handler(req, res);
-  }
-
-  /** The request listener: nothing a client sends may throw past it. */
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    try {
-      route(req, res);
-    } catch (err) {
-      fail(req, res, err);
-    }
-  };
-
-  function fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
-    log.error({ err, method: req.method }, 'request failed');
-    refuse(req, res, err instanceof OciError ? err : new OciError('UNKNOWN', 'regshim failed to answer this request'));
-  }
-
-  /** An answer of regshim's own; a body not yet read means the connection cannot be reused. */
-  function refuse(req: IncomingMessage, res: ServerResponse, err: OciError): void {
-    const unread = !req.complete;
-    if (unread) res.shouldKeepAlive = false;
-    sendOciError(res, err, req.method, unread ? { connection: 'close' } : {});
-  }
-
-  /** Counts responses in flight per connection, so a framing error never writes into one. */
-  function trackResponding(req: IncomingMessage, res: ServerResponse): void {
-    const socket = req.socket;
-    responding.set(socket, (responding.get(socket) ?? 0) + 1);
-    res.once('close', () => responding.set(socket, (responding.get(socket) ?? 1) - 1));
-  }
-
-  // Node's requestTimeout (300 s for the whole body) would fail any push longer than five
-  // minutes: switch it off and close only connections that go idle.
-  const serverOptions: http.ServerOptions = {
-    requestTimeout: 0,
-    headersTimeout: config.clientHeaderTimeoutMs,
-    // How often Node looks for heads that are late; by default every 30 s.
-    connectionsCheckingInterval: Math.min(30_000, Math.max(100, config.clientHeaderTimeoutMs / 4)),
-    keepAliveTimeout: 65_000,
-    maxHeaderSize: config.maxHeaderBytes,
-  };
-  const server: http.Server = config.tlsCert && config.tlsKey
-    ? https.createServer({ ...serverOptions, cert: config.tlsCert, key: config.tlsKey }, onRequest)
-    : http.createServer(serverOptions, onRequest);
-  server.setTimeout(config.clientIdleTimeoutMs);
-  server.maxConnections = config.maxClientConnections;
-  // Past either, Node's parser stops and reports HPE_HEADER_OVERFLOW: 431 below.
-  server.maxHeadersCount = config.maxHeaderCount;
-  // Expect: 100-continue: the body is asked for only once the request is admitted, so an
-  // oversized manifest gets 413 at once instead of after the whole body.
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    awaitingContinue.add(req);
-    onRequest(req, res);
-  });
-  // CONNECT (a forward proxy's tunnel) is not for regshim: say so instead of dropping the line.
-  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    socket.end(rawOciError(new OciError('REQUEST_INVALID', 'regshim is not a forward proxy: CONNECT is not served')));
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    log.debug({ code: err.code }, 'malformed or interrupted client request');
-    // A response on its way (a blob download with a bad request pipelined behind it):
-    // writing an error now would land in the middle of its body.
-    if ((responding.get(socket as Socket) ?? 0) > 0 || !socket.writable || socket.destroyed) {
-      socket.destroy();
-      return;
-    }
-    socket.end(rawOciError(clientErrorOf(err.code, config)));
-  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -259,33 +185,6 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     await upstream.close();
     await auth?.close();
   }
-}
-
-/** What Node's parser reported about a request, as the error the client gets. */
-function clientErrorOf(code: string | undefined, config: Config): OciError {
-  if (code === 'HPE_HEADER_OVERFLOW') {
-    return new OciError('HEADERS_TOO_LARGE', `request heads are limited to ${config.maxHeaderBytes} bytes and ${config.maxHeaderCount} fields (--max-header-bytes, --max-header-count)`);
-  }
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    return new OciError('REQUEST_TIMEOUT', `the request head did not arrive within ${config.clientHeaderTimeoutMs / 1000} s (--client-header-timeout)`);
-  }
-  return new OciError('REQUEST_INVALID', 'the request is not well-formed HTTP/1.1', { parser: code });
-}
-
-/** An OCI error as a whole HTTP/1.1 response, for a socket that has no response object. */
-function rawOciError(err: OciError): string {
-  const body = JSON.stringify(err.toJSON());
-  const reason = STATUS_CODES[err.status] ?? '';
-  return `HTTP/1.1 ${err.status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-}
-
-/**
- * RFC 9112 section 6.3: a request whose Transfer-Encoding does not end in chunked has no
- * knowable length. Registry clients send chunked alone; anything else is refused.
- */
-function isFramingSupported(req: IncomingMessage): boolean {
-  const te = req.headers['transfer-encoding'];
-  return te === undefined || te.trim().toLowerCase() === 'chunked';
 }
 
 function toOciError(err: unknown, maxManifestBytes: number): OciError {
