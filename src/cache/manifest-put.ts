@@ -52,12 +52,22 @@ export function createPutHandler(ctx: CacheContext) {
 
   /** Uploads the exact index bytes as a blob of the repository, unless it is there already. */
   async function storeIndexBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
-    const exists = () => call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
-    const head = await exists();
+    const head = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
     if (head.status === 200) return undefined;
     // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
     // client's own manifest PUT would have.
     if (head.status !== 404 && head.status !== 401) return head;
+    const failed = await uploadBlob(req, res, name, digest, bytes);
+    // Pushes of one new cache upload the same blob at once, and distribution fails a losing
+    // commit (400 DIGEST_INVALID, or 500) while the winner's may not be visible yet: look
+    // again, and upload once more if it is still missing.
+    if (failed === undefined || failed.status === 401 || failed.status === 403) return failed;
+    const again = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
+    return again.status === 200 ? undefined : uploadBlob(req, res, name, digest, bytes);
+  }
+
+  /** POST + monolithic PUT of the index bytes; undefined once stored, else the refusal. */
+  async function uploadBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
     const post = await call(req, res, { method: 'POST', path: `/v2/${name}/blobs/uploads/`, headers: clientHeaders(req, { 'content-length': '0' }) });
     const location = header(post.headers, 'location');
     if (post.status !== 202 || location === undefined) return post;
@@ -70,12 +80,9 @@ export function createPutHandler(ctx: CacheContext) {
       headers: clientHeaders(req, { 'content-type': 'application/octet-stream' }),
       body: bytes,
     });
-    if (put.status === 201) return undefined;
-    // Two pushes of one new cache upload the same blob at once, and distribution fails the
-    // losing commit (400 DIGEST_INVALID, or 500): the blob is there all the same.
-    if ((await exists()).status === 200) return undefined;
-    return put;
+    return put.status === 201 ? undefined : put;
   }
+
 
   async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, cache: PreparedCache): Promise<void> {
     const { indexDigest, manifestDigest } = cache;

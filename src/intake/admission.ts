@@ -3,7 +3,8 @@
 // for room under --max-manifest-bytes-in-flight, then hold it until their answer is sent.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
-import { OciError, sendOciError } from '../registry/errors.js';
+import { OciError } from '../registry/errors.js';
+import { answerAndClose } from './close.js';
 import { ByteBudget } from './budget.js';
 
 // What one body byte costs while it is read and converted, measured with 4 MB caches: the
@@ -46,6 +47,5 @@ export function createManifestAdmission(config: Config): ManifestAdmission {
 
 /** Answers without reading the body, and closes the connection: the body is still on it. */
 function refuse(req: IncomingMessage, res: ServerResponse, err: OciError, headers: Record<string, string> = {}): void {
-  res.shouldKeepAlive = false;
-  sendOciError(res, err, req.method, { ...headers, connection: 'close' });
+  answerAndClose(req, res, err, headers);
 }

@@ -8,7 +8,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config.js';
 import type { Logger } from '../observability/log.js';
-import { OciError, sendOciError } from '../registry/errors.js';
+import { OciError } from '../registry/errors.js';
+import { answerAndClose } from './close.js';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -27,9 +28,7 @@ export function createFrontDoor(config: Config, log: Logger, route: Handler): Fr
   const awaitingContinue = new WeakSet<IncomingMessage>();
 
   function refuse(req: IncomingMessage, res: ServerResponse, err: OciError): void {
-    const unread = !req.complete;
-    if (unread) res.shouldKeepAlive = false;
-    sendOciError(res, err, req.method, unread ? { connection: 'close' } : {});
+    answerAndClose(req, res, err);
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {

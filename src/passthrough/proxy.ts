@@ -15,6 +15,7 @@ import { OciError, sendOciError } from '../registry/errors.js';
 import { NOT_FORWARDED, upstreamAuthorization } from '../registry/upstream.js';
 import { BlobRelay } from './relay.js';
 import { releaseWrittenChunks } from './release-written.js';
+import { answerAndClose } from '../intake/close.js';
 import { publicOrigin, rewriteResponseHeaders } from './rewrite.js';
 
 export interface Passthrough {
@@ -104,8 +105,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
       ? new OciError('UPSTREAM_TIMEOUT', `the upstream registry ${config.upstream.origin} did not answer in time`)
       : new OciError('UPSTREAM_UNREACHABLE', `the upstream registry ${config.upstream.origin} cannot be reached`, { cause: code });
     // The client may still be sending a body nobody reads: close once it has the answer.
-    if (!req.complete) res.shouldKeepAlive = false;
-    sendOciError(res, oci, req.method, req.complete ? {} : { connection: 'close' });
+    answerAndClose(req, res, oci);
   };
   proxy.on('error', (err, req, res) => upstreamFailed(err as Error, req, res));
 
@@ -210,8 +210,7 @@ export class ReusedReadBufferAgent extends http.Agent {
 export function refuseBodyOnDelete(req: IncomingMessage, res: ServerResponse): boolean {
   const method = req.method;
   if ((method !== 'DELETE' && method !== 'OPTIONS') || !hasBody(req)) return false;
-  res.shouldKeepAlive = false;
-  sendOciError(res, new OciError('UNSUPPORTED', `a ${method} request must not carry a body`), method, { connection: 'close' });
+  answerAndClose(req, res, new OciError('UNSUPPORTED', `a ${method} request must not carry a body`));
   return true;
 }
 
