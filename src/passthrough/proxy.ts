@@ -11,7 +11,7 @@ import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { scopeOfPath } from '../registry/auth/scope.js';
 import type { UpstreamAuth } from '../registry/auth/upstream-auth.js';
-import { OciError, sendOciError } from '../registry/errors.js';
+import { OciError } from '../registry/errors.js';
 import { NOT_FORWARDED, upstreamAuthorization } from '../registry/upstream.js';
 import { BlobRelay } from './relay.js';
 import { releaseWrittenChunks } from './release-written.js';
@@ -163,9 +163,11 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
         authScopes.set(req, scopes);
         forward(req, res);
       },
-      (err: OciError) => {
-        log.warn({ err: { code: err.code, message: err.message }, method: req.method }, 'no upstream credentials for a request');
-        sendOciError(res, err, req.method);
+      (err: unknown) => {
+        const oci = err instanceof OciError ? err : new OciError('UNAVAILABLE', 'regshim could not obtain upstream credentials');
+        log.warn({ err: { code: oci.code, message: oci.message }, method: req.method }, 'no upstream credentials for a request');
+        // An upload's body is still unread.
+        answerAndClose(req, res, oci);
       },
     );
   };
