@@ -12,16 +12,13 @@
 //
 //   npm run soak -- --seconds 60 --connections 200
 //
-// One file on purpose, like scripts/bench.ts: tsconfig.test.json type-checks scripts/, and
-// importing a local `.ts` helper would need `allowImportingTsExtensions` there.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { cleanup, freePorts, setTmpDir, sleep, startProc, waitReady } from './bench/procs.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: flags } = parseArgs({
@@ -54,83 +51,9 @@ function progress(line: string): void {
   process.stderr.write(`[soak] ${line}\n`);
 }
 
-// ---------------------------------------------------------------------------------------
-// Processes: each in its own process group, stopped by process group, never by name
-// ---------------------------------------------------------------------------------------
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  pid: number;
-  logFile: string;
-  exited: boolean;
-}
-
-const procs: Proc[] = [];
 const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'regshim-soak-'));
-
-function startProc(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
-  const logFile = path.join(tmpDir, `${name}.log`);
-  const fd = openSync(logFile, 'a');
-  const child = spawn(command, args, { cwd: tmpDir, env, detached: true, stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
-  const proc: Proc = { name, child, pid: child.pid, logFile, exited: false };
-  child.once('exit', () => (proc.exited = true));
-  child.once('error', () => (proc.exited = true));
-  procs.push(proc);
-  return proc;
-}
-
-function killGroup(proc: Proc, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-proc.pid, signal);
-  } catch {
-    // ESRCH: already gone.
-  }
-}
-
-async function stopAll(): Promise<void> {
-  for (const proc of [...procs].reverse()) {
-    killGroup(proc, 'SIGTERM');
-    const deadline = Date.now() + 5000;
-    while (!proc.exited && Date.now() < deadline) await sleep(50);
-    killGroup(proc, 'SIGKILL');
-  }
-  rmSync(tmpDir, { recursive: true, force: true });
-}
-
-process.on('exit', () => {
-  for (const proc of procs) killGroup(proc, 'SIGKILL');
-  rmSync(tmpDir, { recursive: true, force: true });
-});
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    progress(`${signal}: stopping everything`);
-    void stopAll().finally(() => process.exit(128 + os.constants.signals[signal]));
-  });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function waitReady(proc: Proc, url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while ((await fetch(url).then((r) => r.status, () => 0)) !== 200) {
-    if (proc.exited) throw new Error(`${proc.name} exited during start-up:\n${readFileSync(proc.logFile, 'utf8').slice(-2000)}`);
-    if (Date.now() > deadline) throw new Error(`${proc.name} not ready at ${url} after 30 s`);
-    await sleep(100);
-  }
-}
+// Processes live in their own process groups and are stopped by group (scripts/bench/procs.ts).
+setTmpDir(tmpDir);
 
 // ---------------------------------------------------------------------------------------
 // What regshim holds: RSS and its upstream connections
@@ -220,16 +143,16 @@ function pickOp(): Op {
 }
 
 async function main(): Promise<void> {
-  const [registryPort, shimPort] = [await freePort(), await freePort()];
+  const [registryPort, shimPort] = (await freePorts(2)) as [number, number];
   const registryUrl = `http://127.0.0.1:${registryPort}`;
   const shimUrl = `http://127.0.0.1:${shimPort}`;
   writeFileSync(
     path.join(tmpDir, 'registry.yml'),
     `version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: ${JSON.stringify(path.join(tmpDir, 'data'))}}\n  delete: {enabled: true}\nhttp:\n  addr: 127.0.0.1:${registryPort}\n`,
   );
-  const registry = startProc('registry', 'docker-registry', ['serve', path.join(tmpDir, 'registry.yml')]);
+  const registry = startProc('registry', 'docker-registry', ['serve', path.join(tmpDir, 'registry.yml')], tmpDir);
   await waitReady(registry, `${registryUrl}/v2/`);
-  const shim = startProc('regshim', path.join(ROOT, 'bin', 'regshim.js'), ['--upstream', registryUrl, '--listen', `127.0.0.1:${shimPort}`], {
+  const shim = startProc('regshim', path.join(ROOT, 'bin', 'regshim.js'), ['--upstream', registryUrl, '--listen', `127.0.0.1:${shimPort}`], tmpDir, {
     ...process.env,
     REGSHIM_LOG_LEVEL: 'warn',
   });
@@ -350,12 +273,12 @@ async function main(): Promise<void> {
     }
     for (const [reason, n] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5)) process.stdout.write(`registry log: ${n}x ${reason}\n`);
   }
-  await stopAll();
+  await cleanup();
   process.exitCode = errorCount === 0 ? 0 : 1;
 }
 
 main().catch(async (err: unknown) => {
   progress(`failed: ${(err as Error).stack ?? String(err)}`);
-  await stopAll();
+  await cleanup();
   process.exitCode = 1;
 });
