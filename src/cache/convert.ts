@@ -134,7 +134,14 @@ function tryRebuild(manifestBytes: Uint8Array): Buffer | undefined {
   return rebuildFromManifest(doc, ref);
 }
 
-/** rebuildIndex for a manifest already parsed (or just made by toImageManifest). */
+/** Can the index of a conversion be rebuilt from its manifest alone (rebuildIndex)? */
+export function isRebuildable(converted: Converted): boolean {
+  const { manifest, indexBlob } = converted;
+  const ref = { indexDigest: indexBlob.digest, indexMediaType: manifest.annotations[INDEX_MEDIA_TYPE_ANNOTATION] ?? '', indexSize: indexBlob.size };
+  return rebuildFromManifest(manifest, ref) !== undefined;
+}
+
+/** rebuildIndex for a manifest already parsed. */
 export function rebuildFromManifest(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: IndexReference): Buffer | undefined {
   const layers = doc.layers.filter((l) => l.digest !== ref.indexDigest);
   const attempts = [layers];

@@ -81,8 +81,11 @@ export class DigestMap {
 
   /** The index bytes, loaded once however many requests miss at the same time. */
   async loadIndex(digest: string, load: () => Promise<KnownIndex>): Promise<KnownIndex> {
-    const known = this.index(digest);
-    if (known) return known;
+    return this.index(digest) ?? this.fetchIndex(digest, load);
+  }
+
+  /** loadIndex for a caller that has just looked the digest up with index() and missed. */
+  async fetchIndex(digest: string, load: () => Promise<KnownIndex>): Promise<KnownIndex> {
     const loaded = await this.once(digest, load);
     if (loaded.kind !== 'index') throw new Error(`digest ${digest} is not an index`);
     if (this.lru.peek(digest)?.kind !== 'index') this.remember(loaded);

@@ -13,7 +13,7 @@ import type { Logger } from '../observability/log.js';
 import { OciError } from '../registry/errors.js';
 import { OCI_MANIFEST } from '../registry/media-types.js';
 import type { UpstreamResponse } from '../registry/upstream.js';
-import { type IndexReference, algorithmOf, digestAs, readConvertedManifest, rebuildIndex, restoreIndex, toImageManifest } from './convert.js';
+import { type IndexReference, algorithmOf, digestAs, isRebuildable, readConvertedManifest, rebuildIndex, restoreIndex, toImageManifest } from './convert.js';
 import { classifyManifest } from './detect.js';
 import type { DigestMap, IndexPointer, KnownIndex, KnownManifest } from './digest-map.js';
 import { type Exchange, UpstreamAnswer } from './exchange.js';
@@ -87,7 +87,7 @@ export function createLookup(config: Config, exchange: Exchange, map: DigestMap,
       mediaType: detection.index.mediaType,
       bytes: blob.body,
       descriptors: detection.index.manifests.length,
-      rebuildable: rebuildIndex(converted.bytes) !== undefined,
+      rebuildable: isRebuildable(converted),
     };
     map.remember(known);
     return known;

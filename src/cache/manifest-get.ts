@@ -55,7 +55,7 @@ export function createGetHandler(ctx: CacheContext) {
     }
     const cached = map.index(known.ref.indexDigest);
     if (cached && !known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
-    const index = cached ?? (await map.loadIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body })));
+    const index = cached ?? (await map.fetchIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body })));
     logRestore(req, name, tag, index);
     sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
   }
@@ -70,7 +70,7 @@ export function createGetHandler(ctx: CacheContext) {
       const [check, loaded] = await Promise.allSettled([
         call(req, res, { method: 'HEAD', path: `/v2/${name}/manifests/${pointer.manifestDigest}`, headers: clientHeaders(req, { accept: OCI_MANIFEST }) }),
         method === 'GET' && !cached
-          ? map.loadIndex(digest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: false }))
+          ? map.fetchIndex(digest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: false }))
           : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
       ]);
       if (check.status === 'rejected') throw check.reason;

@@ -7,7 +7,7 @@ import { OciError } from '../registry/errors.js';
 import { OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
 import { type UpstreamResponse, forwardedRequestHeaders, header, resolveLocation } from '../registry/upstream.js';
-import { algorithmOf, importLimitProblems, rebuildFromManifest, registryLimitProblems, toImageManifest } from './convert.js';
+import { algorithmOf, importLimitProblems, isRebuildable, registryLimitProblems, toImageManifest } from './convert.js';
 import type { CacheContext } from './context.js';
 import { type CacheIndex, classifyManifest } from './detect.js';
 
@@ -40,7 +40,7 @@ function prepare(index: CacheIndex, body: Buffer, reference: string, indexLayerM
     manifestBytes: converted.bytes,
     manifestDigest: converted.digest,
     descriptors: index.manifests.length,
-    rebuildable: rebuildFromManifest(converted.manifest, { indexDigest, indexMediaType: index.mediaType, indexSize: body.length }) !== undefined,
+    rebuildable: isRebuildable(converted),
     importProblems: importLimitProblems(index, body, converted),
     limitProblems: registryLimitProblems(converted),
   };

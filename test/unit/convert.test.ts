@@ -7,6 +7,7 @@ import {
   INDEX_DIGEST_ANNOTATION,
   INDEX_MEDIA_TYPE_ANNOTATION,
   importLimitProblems,
+  isRebuildable,
   ociLayerType,
   readConvertedManifest,
   rebuildIndex,
@@ -134,6 +135,7 @@ describe('rebuildIndex: the index from its manifest alone', () => {
         const rebuilt = rebuildIndex(converted.bytes);
         if (gen.configPosition === gen.layers.length) expect(rebuilt?.equals(gen.bytes)).toBe(true);
         else expect(rebuilt).toBeUndefined();
+        expect(isRebuildable(converted)).toBe(rebuilt !== undefined);
       }),
       { numRuns: 200 },
     );

@@ -101,4 +101,13 @@ describe('DigestMap', () => {
     await expect(loading).resolves.toMatchObject({ indexDigest: 'sha256:i5' });
     expect(map.index('sha256:i5')).toBeDefined();
   });
+
+  it('counts one miss for a lookup and the load that follows it', async () => {
+    const { events, sink } = counting();
+    const map = new DigestMap(1 << 20, sink);
+    expect(map.index('sha256:i6')).toBeUndefined();
+    await map.fetchIndex('sha256:i6', async () => known(6));
+    expect(map.index('sha256:i6')).toBeDefined();
+    expect(events).toEqual({ hits: 1, misses: 1 });
+  });
 });
