@@ -100,6 +100,10 @@ export function readConvertedManifest(bytes: Uint8Array): IndexReference | undef
   } catch {
     return undefined;
   }
+  return referenceOf(doc);
+}
+
+function referenceOf(doc: unknown): IndexReference | undefined {
   if (!isObject(doc) || doc.mediaType !== OCI_MANIFEST && doc.mediaType !== undefined) return undefined;
   if (!isObject(doc.config) || doc.config.mediaType !== BUILDKIT_CACHE_CONFIG) return undefined;
   if (!isObject(doc.annotations) || !Array.isArray(doc.layers)) return undefined;
@@ -128,10 +132,9 @@ export function rebuildIndex(manifestBytes: Uint8Array): Buffer | undefined {
 }
 
 function tryRebuild(manifestBytes: Uint8Array): Buffer | undefined {
-  const ref = readConvertedManifest(manifestBytes);
-  if (!ref) return undefined;
-  const doc = JSON.parse(Buffer.from(manifestBytes.buffer, manifestBytes.byteOffset, manifestBytes.byteLength).toString('utf8')) as ImageManifest;
-  return rebuildFromManifest(doc, ref);
+  const doc: unknown = JSON.parse(Buffer.from(manifestBytes.buffer, manifestBytes.byteOffset, manifestBytes.byteLength).toString('utf8'));
+  const ref = referenceOf(doc);
+  return ref ? rebuildFromManifest(doc as ImageManifest, ref) : undefined;
 }
 
 /** Can the index of a conversion be rebuilt from its manifest alone (rebuildIndex)? */
