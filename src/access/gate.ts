@@ -7,7 +7,8 @@ import { posix } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 import type { Metrics } from '../observability/metrics.js';
-import { OciError, sendOciError } from '../registry/errors.js';
+import { answerAndClose } from '../intake/close.js';
+import { OciError } from '../registry/errors.js';
 import type { Route } from '../registry/routes.js';
 import { repositoriesOf } from '../registry/auth/scope.js';
 
@@ -69,10 +70,7 @@ export function createGate(rules: AccessRules, metrics: Metrics): Gate | undefin
   return async (req, res, route, query) => {
     if (!(await authenticated(req.headers.authorization))) {
       metrics.inboundAuthFailures.inc({ reason: 'unauthorized' });
-      sendOciError(res, new OciError('UNAUTHORIZED', 'authentication required'), req.method, {
-        'www-authenticate': `Basic realm="${INBOUND_REALM}"`,
-        ...closeIfBody(req, res),
-      });
+      answerAndClose(req, res, new OciError('UNAUTHORIZED', 'authentication required'), { 'www-authenticate': `Basic realm="${INBOUND_REALM}"` });
       return false;
     }
     if (allowRepositories.length === 0) return true;
@@ -85,15 +83,7 @@ export function createGate(rules: AccessRules, metrics: Metrics): Gate | undefin
       : names.filter((n) => !allowRepositories.some((g) => posix.matchesGlob(n, g)));
     if (denied.length === 0) return true;
     metrics.inboundAuthFailures.inc({ reason: 'denied' });
-    sendOciError(res, new OciError('DENIED', `regshim does not give access to ${denied.join(', ')} (--allow-repository)`), req.method, closeIfBody(req, res));
+    answerAndClose(req, res, new OciError('DENIED', `regshim does not give access to ${denied.join(', ')} (--allow-repository)`));
     return false;
   };
-}
-
-/** A refused request's body is never read: the connection cannot be reused after it. */
-function closeIfBody(req: IncomingMessage, res: ServerResponse): Record<string, string> {
-  const length = req.headers['content-length'];
-  if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return {};
-  res.shouldKeepAlive = false;
-  return { connection: 'close' };
 }
