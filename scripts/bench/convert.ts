@@ -1,5 +1,5 @@
 // The conversion in-process, on the built code: a cache index of n descriptors to its image
-// manifest (parse, validate, convert, hash) and back (read the manifest, verify and restore
+// manifest (parse, validate, convert, hash, check that it can be rebuilt) and back (read the manifest, verify and restore
 // the index bytes), as the PUT and GET handlers run them.
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { ROOT } from './servers.ts';
 
 interface ConvertModule {
   toImageManifest(index: unknown, bytes: Uint8Array, mediaType: string): { bytes: Buffer };
+  isRebuildable(converted: unknown, bytes: Uint8Array): boolean;
   readConvertedManifest(bytes: Uint8Array): unknown;
   restoreIndex(ref: unknown, blob: Uint8Array): Buffer;
 }
@@ -48,6 +49,7 @@ export async function benchConvert(sizes: number[], iterations: number): Promise
       const detection = detect.classifyManifest(bytes, undefined);
       if (detection.kind !== 'cache') throw new Error(`generated index of ${n} is ${detection.kind}`);
       const converted = convert.toImageManifest(detection.index, bytes, 'application/vnd.regshim.buildkit.cache.index.v1+json');
+      if (!convert.isRebuildable(converted, bytes)) throw new Error(`generated index of ${n} cannot be rebuilt`);
       const convertMs = performance.now() - t0;
       t0 = performance.now();
       const ref = convert.readConvertedManifest(converted.bytes);

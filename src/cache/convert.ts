@@ -2,11 +2,11 @@
 // The manifest has the shape BuildKit >= 0.12 writes with image-manifest=true (config = the
 // cacheconfig, layers = the cache blobs), plus one layer of regshim's own that holds the
 // exact bytes of the original index, so the index can be served back byte for byte.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, DOCKER_TO_OCI_LAYER, INDEX_TYPES, OCI_MANIFEST } from '../registry/media-types.js';
 import { isVerifiableDigest } from '../registry/routes.js';
 import { type CacheIndex, type Descriptor, isObject } from './detect.js';
-import { goMarshal } from './go-json.js';
+import { goEscaped, goMarshal } from './go-json.js';
 
 const OCI_TO_DOCKER_LAYER: ReadonlyMap<string, string> = new Map([...DOCKER_TO_OCI_LAYER].map(([docker, oci]) => [oci, docker]));
 
@@ -30,16 +30,18 @@ export interface Converted {
   digest: string;
   /** The descriptor of the original index bytes, stored as a blob. */
   indexBlob: Descriptor;
+  /** The JSON text of the cache's own layers and of its config, as in `bytes`. */
+  texts: { layers: string; config: string; layersAsIndexed: boolean };
 }
 
 export function sha256(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  return `sha256:${hash('sha256', bytes, 'hex')}`;
 }
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
 export function digestWith(algorithm: DigestAlgorithm, bytes: Uint8Array): string {
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+  return `${algorithm}:${hash(algorithm, bytes, 'hex')}`;
 }
 
 /** The algorithm a digest names; sha256 for any other. */
@@ -57,6 +59,12 @@ export function ociLayerType(mediaType: string): string {
   return DOCKER_TO_OCI_LAYER.get(mediaType) ?? mediaType;
 }
 
+/** The descriptor itself when its type is already OCI's (most are): no copy. */
+function asOciLayer(d: Descriptor): Descriptor {
+  const mediaType = ociLayerType(d.mediaType);
+  return mediaType === d.mediaType ? d : { ...d, mediaType };
+}
+
 /**
  * The image manifest that stands for a cache index upstream. Deterministic: the same index
  * bytes and layer media type always give the same manifest bytes, so any replica can work
@@ -67,18 +75,28 @@ export function toImageManifest(index: CacheIndex, indexBytes: Uint8Array, index
   // by sha512 on any replica), and so the manifest depends on the algorithm too.
   const indexDigest = digestWith(algorithm, indexBytes);
   const indexBlob: Descriptor = { mediaType: indexLayerMediaType, digest: indexDigest, size: indexBytes.byteLength };
+  const layers = index.layers.map(asOciLayer);
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
     config: index.config,
-    layers: [...index.layers.map((d) => ({ ...d, mediaType: ociLayerType(d.mediaType) })), indexBlob],
+    layers: [...layers, indexBlob],
     annotations: {
       [INDEX_DIGEST_ANNOTATION]: indexDigest,
       [INDEX_MEDIA_TYPE_ANNOTATION]: index.mediaType,
     },
   };
-  const bytes = Buffer.from(JSON.stringify(manifest));
-  return { manifest, bytes, digest: sha256(bytes), indexBlob };
+  // JSON.stringify(manifest), composed from parts, so that a rebuild check reuses the
+  // layers' text: serializing thousands of descriptors is most of a conversion's time.
+  const texts = { layers: JSON.stringify(layers), config: JSON.stringify(manifest.config), layersAsIndexed: layers.every((l, i) => l === index.layers[i]) };
+  const text = `{"schemaVersion":2,"mediaType":${JSON.stringify(OCI_MANIFEST)},"config":${texts.config},"layers":${withLast(texts.layers, JSON.stringify(indexBlob))},"annotations":${JSON.stringify(manifest.annotations)}}`;
+  const bytes = Buffer.from(text);
+  return { manifest, bytes, digest: sha256(bytes), indexBlob, texts };
+}
+
+/** The JSON text of an array with one more element's text at its end. */
+function withLast(arrayText: string, elementText: string): string {
+  return arrayText === '[]' ? `[${elementText}]` : `${arrayText.slice(0, -1)},${elementText}]`;
 }
 
 /** What a converted manifest says about the index it stands for. */
@@ -137,15 +155,34 @@ function tryRebuild(manifestBytes: Uint8Array): Buffer | undefined {
   return ref ? rebuildFromManifest(doc as ImageManifest, ref) : undefined;
 }
 
-/** Can the index of a conversion be rebuilt from its manifest alone (rebuildIndex)? */
-export function isRebuildable(converted: Converted): boolean {
-  const { manifest, indexBlob } = converted;
+/**
+ * Can the index of a conversion be rebuilt from its manifest alone (rebuildIndex)? Asked at
+ * PUT time, with the index bytes at hand: they are compared, not hashed.
+ */
+export function isRebuildable(converted: Converted, indexBytes: Uint8Array): boolean {
+  const { manifest, indexBlob, texts } = converted;
   const ref = { indexDigest: indexBlob.digest, indexMediaType: manifest.annotations[INDEX_MEDIA_TYPE_ANNOTATION] ?? '', indexSize: indexBlob.size };
-  return rebuildFromManifest(manifest, ref) !== undefined;
+  const original = Buffer.from(indexBytes.buffer, indexBytes.byteOffset, indexBytes.byteLength);
+  if (texts.layersAsIndexed) {
+    // What rebuildCandidates would marshal first, from the texts the conversion made.
+    const text = goEscaped(`{"schemaVersion":2,"mediaType":${JSON.stringify(ref.indexMediaType)},"manifests":${withLast(texts.layers, texts.config)}}`);
+    const length = Buffer.byteLength(text);
+    if (length === original.length) return original.equals(Buffer.from(text));
+    if (length + 1 === original.length) return original.equals(Buffer.from(`${text}\n`));
+    return false;
+  }
+  for (const candidate of rebuildCandidates(manifest, ref)) if (candidate.equals(original)) return true;
+  return false;
 }
 
 /** rebuildIndex for a manifest already parsed. */
 export function rebuildFromManifest(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: IndexReference): Buffer | undefined {
+  for (const candidate of rebuildCandidates(doc, ref)) if (digestAs(ref.indexDigest, candidate) === ref.indexDigest) return candidate;
+  return undefined;
+}
+
+/** The indexes of the right size that BuildKit may have written for this manifest. */
+function* rebuildCandidates(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: IndexReference): Generator<Buffer> {
   const layers = doc.layers.filter((l) => l.digest !== ref.indexDigest);
   const attempts = [layers];
   // A Docker list's layer types became OCI ones in the manifest; try them back as Docker's.
@@ -154,9 +191,8 @@ export function rebuildFromManifest(doc: Pick<ImageManifest, 'config' | 'layers'
     // json.Marshal writes no newline, json.Encoder one: the size says which.
     const text = goMarshal({ schemaVersion: 2, mediaType: ref.indexMediaType, manifests: [...entries, doc.config] });
     const bytes = Buffer.from(Buffer.byteLength(text) + 1 === ref.indexSize ? `${text}\n` : text);
-    if (bytes.length === ref.indexSize && digestAs(ref.indexDigest, bytes) === ref.indexDigest) return bytes;
+    if (bytes.length === ref.indexSize) yield bytes;
   }
-  return undefined;
 }
 
 /**

@@ -36,21 +36,17 @@ const MAX_DEPTH = 64;
  */
 export function classifyManifest(body: Uint8Array, contentType: string | undefined): Detection {
   const headerType = contentType?.split(';')[0]?.trim().toLowerCase();
-  // A cache index nests four levels deep. Far deeper JSON is never one, and reading it
-  // (parsing, then describing what is wrong) could run out of stack.
-  if (nestsDeeperThan(body, MAX_DEPTH)) {
-    return mentionsCacheConfig(body) || (headerType !== undefined && INDEX_TYPES.has(headerType))
-      ? invalid(`the JSON nests deeper than ${MAX_DEPTH} levels; a cache index nests 4`)
-      : NOT_CACHE;
-  }
+  const claimsCache = () => mentionsCacheConfig(body) || (headerType !== undefined && INDEX_TYPES.has(headerType));
+  // V8 parses any depth without recursion; what reads the document afterwards (describing
+  // a problem, serializing the manifest) recurses, and a cache index nests four levels deep.
   let doc: unknown;
   try {
     doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
   } catch (err) {
-    return mentionsCacheConfig(body) || (headerType !== undefined && INDEX_TYPES.has(headerType))
-      ? { kind: 'invalid', detail: `body is not valid JSON: ${(err as Error).message}` }
-      : NOT_CACHE;
+    if (!claimsCache()) return NOT_CACHE;
+    return nestsDeeperThan(body, MAX_DEPTH) ? tooDeep() : { kind: 'invalid', detail: `body is not valid JSON: ${(err as Error).message}` };
   }
+  if (nestingExceeds(doc, MAX_DEPTH)) return claimsCache() ? tooDeep() : NOT_CACHE;
   if (!isObject(doc)) return NOT_CACHE;
   const mediaType = typeof doc.mediaType === 'string' ? doc.mediaType : headerType;
   if (mediaType === undefined || !INDEX_TYPES.has(mediaType)) return NOT_CACHE;
@@ -60,9 +56,10 @@ export function classifyManifest(body: Uint8Array, contentType: string | undefin
 
   // From here on the body is meant as a cache: every defect is reported, nothing is forwarded.
   if (doc.schemaVersion !== 2) return invalid(`schemaVersion must be 2, got ${show(doc.schemaVersion)}`);
-  const problems: string[] = [];
-  entries.forEach((entry, i) => problems.push(...descriptorProblems(entry, `manifests[${i}]`)));
-  if (problems.length > 0) return invalid(problems.slice(0, 10).join('; '));
+  if (!entries.every(isValidDescriptor)) {
+    const problems = entries.flatMap((entry, i) => descriptorProblems(entry, `manifests[${i}]`));
+    return invalid(problems.slice(0, 10).join('; '));
+  }
 
   const manifests = entries as Descriptor[];
   const configs = manifests.filter((d) => d.mediaType === BUILDKIT_CACHE_CONFIG);
@@ -82,6 +79,20 @@ function looksLikeCacheEntry(entry: unknown): boolean {
   return type === BUILDKIT_CACHE_CONFIG || /layer|rootfs/.test(type);
 }
 
+/** descriptorProblems(entry) is empty; asked first, as it allocates nothing. */
+function isValidDescriptor(entry: unknown): boolean {
+  if (!isObject(entry)) return false;
+  const { mediaType, digest, size, annotations } = entry;
+  return typeof mediaType === 'string' && mediaType !== '' && typeof digest === 'string' && isVerifiableDigest(digest)
+    && Number.isSafeInteger(size) && (size as number) >= 0 && (annotations === undefined || isStringMap(annotations));
+}
+
+function isStringMap(value: unknown): boolean {
+  if (!isObject(value)) return false;
+  for (const key in value) if (typeof value[key] !== 'string') return false;
+  return true;
+}
+
 function descriptorProblems(entry: unknown, where: string): string[] {
   if (!isObject(entry)) return [`${where} is not an object`];
   const out: string[] = [];
@@ -92,7 +103,7 @@ function descriptorProblems(entry: unknown, where: string): string[] {
     out.push(`${where}.size ${show(entry.size)} is not a non-negative integer`);
   }
   if (entry.annotations !== undefined) {
-    if (!isObject(entry.annotations) || !Object.values(entry.annotations).every((v) => typeof v === 'string')) {
+    if (!isStringMap(entry.annotations)) {
       out.push(`${where}.annotations must map strings to strings`);
     }
   }
@@ -117,6 +128,29 @@ export function nestsDeeperThan(body: Uint8Array, limit: number): boolean {
     }
   }
   return false;
+}
+
+/** Does a parsed document hold arrays and objects more than `limit` deep? Iterative. */
+export function nestingExceeds(doc: unknown, limit: number): boolean {
+  const values: unknown[] = [doc];
+  const depths: number[] = [1];
+  while (values.length > 0) {
+    const value = values.pop();
+    const depth = depths.pop() as number;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(value) ? value : Object.values(value)) {
+      if (typeof child === 'object' && child !== null) {
+        values.push(child);
+        depths.push(depth + 1);
+      }
+    }
+  }
+  return false;
+}
+
+function tooDeep(): Detection {
+  return invalid(`the JSON nests deeper than ${MAX_DEPTH} levels; a cache index nests 4`);
 }
 
 /** A value as a problem message quotes it: short, whatever its size. */

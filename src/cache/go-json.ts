@@ -2,7 +2,18 @@
 // HTML-sensitive characters and U+2028/2029 escaped. Field order is the caller's: build
 // objects in struct-field order, map keys sorted, as Go does. Pure.
 export function goMarshal(value: unknown): string {
-  return JSON.stringify(value)
+  return goEscaped(JSON.stringify(value));
+}
+
+/** JSON text from JSON.stringify, escaped as Go escapes it. */
+export function goEscaped(text: string): string {
+  return GO_ESCAPED.test(text) ? escapeAsGo(text) : text; // a test is cheaper than five replaces
+}
+
+const GO_ESCAPED = /[<>&\u2028\u2029]/;
+
+function escapeAsGo(text: string): string {
+  return text
     .replace(/</g, '\\u003c')
     .replace(/>/g, '\\u003e')
     .replace(/&/g, '\\u0026')

@@ -87,7 +87,7 @@ export function createLookup(config: Config, exchange: Exchange, map: DigestMap,
       mediaType: detection.index.mediaType,
       bytes: blob.body,
       descriptors: detection.index.manifests.length,
-      rebuildable: isRebuildable(converted),
+      rebuildable: isRebuildable(converted, blob.body),
     };
     map.remember(known);
     return known;

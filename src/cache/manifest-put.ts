@@ -40,7 +40,7 @@ function prepare(index: CacheIndex, body: Buffer, reference: string, indexLayerM
     manifestBytes: converted.bytes,
     manifestDigest: converted.digest,
     descriptors: index.manifests.length,
-    rebuildable: isRebuildable(converted),
+    rebuildable: isRebuildable(converted, body),
     importProblems: importLimitProblems(index, body, converted),
     limitProblems: registryLimitProblems(converted),
   };

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { classifyManifest, nestsDeeperThan } from '../../src/cache/detect.js';
+import { classifyManifest, nestingExceeds, nestsDeeperThan } from '../../src/cache/detect.js';
 import { fixturesDir } from '../support/oci-archive.js';
 
 const fixture = (name: string) => readFileSync(join(fixturesDir(), name));
@@ -92,6 +92,18 @@ describe('deeply nested JSON', () => {
     expect(nestsDeeperThan(Buffer.from(`{"a":"${'['.repeat(100)}\\"${'{'.repeat(100)}"}`), 3)).toBe(false);
     expect(nestsDeeperThan(Buffer.from('[[[[]]]]'), 3)).toBe(true);
     expect(nestsDeeperThan(Buffer.from('[[[]]]'), 3)).toBe(false);
+  });
+
+  it('measures a parsed document as the text measures it', () => {
+    for (const text of ['[[[[]]]]', '[[[]]]', '{"a":[{"b":{}}]}', '{"a":[{"b":[]}],"c":"[[[["}', '[1,[2,[3]],{"x":{"y":null}}]', '7']) {
+      expect(nestingExceeds(JSON.parse(text), 3)).toBe(nestsDeeperThan(Buffer.from(text), 3));
+    }
+    expect(nestingExceeds(JSON.parse('[[[[]]]]'), 3)).toBe(true);
+  });
+
+  it('is refused when valid, deep and a cache, however the depth is reached', () => {
+    const body = Buffer.from(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.buildkit.cacheconfig.v0","digest":"sha256:${'a'.repeat(64)}","size":1,"x":${'{"y":'.repeat(70)}1${'}'.repeat(70)}}]}`);
+    expect(classifyManifest(body, undefined)).toEqual({ kind: 'invalid', detail: 'the JSON nests deeper than 64 levels; a cache index nests 4' });
   });
 
   it('quotes a huge value in a problem briefly', () => {
