@@ -95,16 +95,23 @@ async function main(): Promise<void> {
     }
     await dropBlob(base.direct!, registry.dataDir, blob);
   }
-  const fixture: Fixture = await setupFixture(base.direct!, base.regshim!);
   const cases = smallCases(QUICK);
-  for (const c of cases) {
-    for (const p of paths) await load(goLoad, `${c.cold ? coldBase : base[p]}${c.path(p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim', fixture)}`, c.method, 4, 0.3);
-  }
+  let fixture: Fixture | undefined;
+  /** Pushes the small-request fixture and warms its paths: after the first streams, so that those run in processes that have seen nothing else. */
+  const prepareSmall = async (): Promise<Fixture> => {
+    const f = await setupFixture(base.direct!, base.regshim!);
+    for (const c of cases) {
+      for (const p of paths) await load(goLoad, `${c.cold ? coldBase : base[p]}${c.path(p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim', f)}`, c.method, 4, 0.3);
+    }
+    return f;
+  };
+  let streamingRssMiB: Record<string, number[]> = {};
 
   const streams: Figures = {};
   const add = (figure: string, p: string, v: number) => ((streams[figure] ??= {})[p] ??= []).push(v);
   const small: Results['small'] = {};
   const cpu = (p: string) => (p === 'direct' ? NaN : groupCpuSeconds(procs[p]!.pid));
+  const peakRss = (): Record<string, number[]> => Object.fromEntries(paths.filter((p) => p !== 'direct').map((p) => [p, groupPeakRssMiB(procs[p]!.pid)]));
   for (let run = 1; run <= RUNS; run++) {
     // Each round starts with another path, so none always runs first or last.
     const order = paths.map((_, i) => paths[(i + run - 1) % paths.length]!);
@@ -129,6 +136,10 @@ async function main(): Promise<void> {
       for (const b of blobs) await dropBlob(base.direct!, registry.dataDir, b);
       progress(`run ${run}/${RUNS} ${p.padEnd(8)} PUT ${fmt(up)} GET ${fmt(down)} MB/s; ${STREAMS} streams PUT ${fmt(mbps(total, par.upload))} GET ${fmt(mbps(total, par.download))} MB/s`);
     }
+    if (!fixture) {
+      streamingRssMiB = peakRss();
+      fixture = await prepareSmall();
+    }
     for (const c of cases) {
       for (const p of order) {
         const side = p === 'direct' || p === 'nginx' || p === 'go' ? 'anchor' : 'regshim';
@@ -144,7 +155,7 @@ async function main(): Promise<void> {
       progress(`run ${run}/${RUNS} ${c.name}: ${paths.map((p) => `${p} ${fmt(small[c.name]?.[p]?.rps.at(-1) ?? NaN)}`).join(', ')} req/s`);
     }
   }
-  const peakRssMiB: Record<string, number[]> = Object.fromEntries(paths.filter((p) => p !== 'direct').map((p) => [p, groupPeakRssMiB(procs[p]!.pid)]));
+  const peakRssMiB = peakRss();
   peakRssMiB['regshim-cold'] = groupPeakRssMiB(cold.pid);
   loadAvg.end = os.loadavg();
   agent.destroy();
@@ -158,6 +169,7 @@ async function main(): Promise<void> {
     small,
     convert,
     peakRssMiB,
+    streamingRssMiB,
     load: loadAvg,
   };
   process.stdout.write(render(results));
