@@ -7,8 +7,8 @@
 // (status, and the body's digest against Docker-Content-Digest or the blob digest). It
 // prints errors (the goal is 0), p50 and p99 latency, regshim's upstream connections (its
 // ESTABLISHED sockets to the registry's port, from /proc/net/tcp), and its RSS at the
-// start, at the end, and 5 s after the load stops. Everything it started is stopped, also
-// on error or Ctrl-C.
+// start, at each tenth of the run, at the end, and 5 s after the load stops. Everything it
+// started is stopped, also on error or Ctrl-C.
 //
 //   npm run soak -- --seconds 60 --connections 200
 //
@@ -186,6 +186,9 @@ async function main(): Promise<void> {
   const sampler = setInterval(() => {
     upstreamMax = Math.max(upstreamMax, upstreamConnections(shim.pid, registryPort));
   }, 250);
+  // RSS at each tenth of the run: a plateau, not two points, says whether memory drifts.
+  const rssCurve: number[] = [];
+  const curve = setInterval(() => rssCurve.push(rssMiB(shim.pid, 'VmRSS')), (SECONDS * 1000) / 10);
 
   const one = async (op: Op): Promise<void> => {
     const tag = `cache-${Math.floor(Math.random() * TAGS)}`;
@@ -234,6 +237,7 @@ async function main(): Promise<void> {
   );
   const elapsed = (performance.now() - started) / 1000;
   clearInterval(sampler);
+  clearInterval(curve);
   const upstreamEnd = upstreamConnections(shim.pid, registryPort);
   const rssEnd = rssMiB(shim.pid, 'VmRSS');
   const peak = rssMiB(shim.pid, 'VmHWM');
@@ -262,6 +266,7 @@ async function main(): Promise<void> {
     }),
     `upstream connections (ESTABLISHED to the registry): max ${upstreamMax}, at the end ${upstreamEnd}, 5 s later ${upstreamIdle}`,
     `regshim RSS: start ${rssStart.toFixed(1)} MiB, end ${rssEnd.toFixed(1)} MiB, 5 s later ${rssAfter.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB`,
+    `regshim RSS at each tenth of the run, MiB: ${rssCurve.map((r) => r.toFixed(0)).join(' ')}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   if (errorCount > 0) {
