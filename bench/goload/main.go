@@ -47,7 +47,11 @@ func main() {
 		go func(i int) {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest(*method, *url, nil)
+				req, err := http.NewRequest(*method, *url, nil)
+				if err != nil { // a bad -url or -method: every request would fail alike
+					fmt.Fprintf(os.Stderr, "goload: %v\n", err)
+					os.Exit(2)
+				}
 				for _, h := range hdrs {
 					name, value, _ := strings.Cut(h, ":")
 					req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
