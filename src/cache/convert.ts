@@ -6,7 +6,7 @@ import { hash } from 'node:crypto';
 import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, DOCKER_TO_OCI_LAYER, INDEX_TYPES, OCI_MANIFEST } from '../registry/media-types.js';
 import { isVerifiableDigest } from '../registry/routes.js';
 import { type CacheIndex, type Descriptor, isObject } from './detect.js';
-import { goEscaped, goMarshal } from './go-json.js';
+import { goEscaped } from './go-json.js';
 
 const OCI_TO_DOCKER_LAYER: ReadonlyMap<string, string> = new Map([...DOCKER_TO_OCI_LAYER].map(([docker, oci]) => [oci, docker]));
 
@@ -163,14 +163,8 @@ export function isRebuildable(converted: Converted, indexBytes: Uint8Array): boo
   const { manifest, indexBlob, texts } = converted;
   const ref = { indexDigest: indexBlob.digest, indexMediaType: manifest.annotations[INDEX_MEDIA_TYPE_ANNOTATION] ?? '', indexSize: indexBlob.size };
   const original = Buffer.from(indexBytes.buffer, indexBytes.byteOffset, indexBytes.byteLength);
-  if (texts.layersAsIndexed) {
-    // What rebuildCandidates would marshal first, from the texts the conversion made.
-    const text = goEscaped(`{"schemaVersion":2,"mediaType":${JSON.stringify(ref.indexMediaType)},"manifests":${withLast(texts.layers, texts.config)}}`);
-    const length = Buffer.byteLength(text);
-    if (length === original.length) return original.equals(Buffer.from(text));
-    if (length + 1 === original.length) return original.equals(Buffer.from(`${text}\n`));
-    return false;
-  }
+  // What rebuildCandidates would marshal first, from the texts the conversion made.
+  if (texts.layersAsIndexed) return asWritten(indexText(ref.indexMediaType, withLast(texts.layers, texts.config)), original.length).equals(original);
   for (const candidate of rebuildCandidates(manifest, ref)) if (candidate.equals(original)) return true;
   return false;
 }
@@ -188,11 +182,19 @@ function* rebuildCandidates(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: 
   // A Docker list's layer types became OCI ones in the manifest; try them back as Docker's.
   if (ref.indexMediaType === DOCKER_LIST) attempts.unshift(layers.map((l) => ({ ...l, mediaType: OCI_TO_DOCKER_LAYER.get(l.mediaType) ?? l.mediaType })));
   for (const entries of attempts) {
-    // json.Marshal writes no newline, json.Encoder one: the size says which.
-    const text = goMarshal({ schemaVersion: 2, mediaType: ref.indexMediaType, manifests: [...entries, doc.config] });
-    const bytes = Buffer.from(Buffer.byteLength(text) + 1 === ref.indexSize ? `${text}\n` : text);
+    const bytes = asWritten(indexText(ref.indexMediaType, JSON.stringify([...entries, doc.config])), ref.indexSize);
     if (bytes.length === ref.indexSize) yield bytes;
   }
+}
+
+/** An index as Go's json.Marshal writes it (BuildKit's field order), around its entries' JSON text. */
+function indexText(mediaType: string, manifestsText: string): string {
+  return goEscaped(`{"schemaVersion":2,"mediaType":${JSON.stringify(mediaType)},"manifests":${manifestsText}}`);
+}
+
+/** json.Marshal writes no newline, json.Encoder one: the size of the original says which. */
+function asWritten(text: string, size: number): Buffer {
+  return Buffer.from(Buffer.byteLength(text) + 1 === size ? `${text}\n` : text);
 }
 
 /**
