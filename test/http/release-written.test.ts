@@ -21,6 +21,20 @@ beforeAll(async () => {
 });
 afterAll(() => closeServer(server));
 
+/** A PUT whose body `write` sends, with release on; resolves with the sha256 the server read. */
+function put(write: (req: http.ClientRequest) => void): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'PUT', agent: false }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve(text));
+    });
+    req.on('error', reject);
+    releaseWrittenChunks(req);
+    write(req);
+  });
+}
+
 describe('releaseWrittenChunks', () => {
   it('frees each buffer that owns its memory once written, leaves shared memory alone, and the bytes arrive intact', async () => {
     const owned = [randomBytes(64 * 1024), randomBytes(200_000)].map((b) => Buffer.from(b)); // each its own ArrayBuffer
@@ -28,14 +42,7 @@ describe('releaseWrittenChunks', () => {
     const view = slab.subarray(1000, 60_000); // shares its memory with `slab`
     const small = Buffer.from('tail'); // from Node's shared pool
     const expected = sha(Buffer.concat([...owned, view, small]));
-    const answer = await new Promise<string>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, method: 'PUT', agent: false }, (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => resolve(text));
-      });
-      req.on('error', reject);
-      releaseWrittenChunks(req);
+    const answer = await put((req) => {
       for (const b of owned) req.write(b);
       req.write(view, () => undefined);
       req.end(small);
@@ -50,14 +57,7 @@ describe('releaseWrittenChunks', () => {
     delete (ArrayBuffer.prototype as { transfer?: unknown }).transfer;
     try {
       const chunk = Buffer.from(randomBytes(64 * 1024));
-      const answer = await new Promise<string>((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, method: 'PUT', agent: false }, (res) => {
-          let text = '';
-          res.on('data', (d: Buffer) => (text += d.toString()));
-          res.on('end', () => resolve(text));
-        });
-        req.on('error', reject);
-        releaseWrittenChunks(req);
+      const answer = await put((req) => {
         req.write(chunk);
         req.end();
       });
