@@ -15,7 +15,7 @@ import { createManifestAdmission } from './intake/admission.js';
 import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
 import { trackRequest } from './observability/access-log.js';
-import { type Logger, createLogger } from './observability/log.js';
+import { type Logger, createLogger, requestLogger } from './observability/log.js';
 import { createMetrics } from './observability/metrics.js';
 import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
 import { UpstreamAuth } from './registry/auth/upstream-auth.js';
@@ -46,6 +46,7 @@ const OTHER: Route = { kind: 'other' };
 
 export function createServer(config: Config, options: ServerOptions = {}): RegShim {
   const log = createLogger(config.logLevel, options.logDestination);
+  const requestLog = requestLogger(log);
   const metrics = createMetrics();
   options.clusterMetrics?.attach(metrics.registry);
   const auth = config.upstreamCredentials
@@ -115,7 +116,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     const target = parseTarget(req.url ?? '/');
     const pathname = target.ok ? target.pathname : '';
     const route = target.ok && isRegistryApi(pathname) ? parseRoute(pathname) : OTHER;
-    trackRequest(req, res, route, log, metrics, OWN_PATHS.has(pathname) ? 'debug' : 'info');
+    trackRequest(req, res, route, requestLog, metrics, OWN_PATHS.has(pathname) ? 'debug' : 'info');
     if (!target.ok) return refuse(req, res, new OciError(target.status === 404 ? 'NOT_FOUND' : 'REQUEST_INVALID', target.reason));
     req.url = target.path; // the origin form, also when the client sent the absolute form
     if (!isFramingSupported(req)) {

@@ -25,6 +25,15 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
 }
 
 /**
+ * The logger for request lines, without the redaction. Redaction matches keys, and a request
+ * line has fixed keys (access-log.ts), none of them one it looks for: on these lines it only
+ * walked, at 12 µs a line against 2.7 µs without (docs/performance.md).
+ */
+export function requestLogger(log: Logger): Logger {
+  return log.child({}, { redact: [] });
+}
+
+/**
  * A request path safe to log: upload URLs carry a signed `_state` in their query (and
  * some registries put tokens there), so the query is dropped.
  */
