@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { nginxConf } from '../../test/support/nginx-conf.ts';
 import { type Proc, progress, startProc, waitReady } from './procs.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -75,19 +76,7 @@ export const NGINX_SUMMARY = 'worker_processes auto, proxy_request_buffering off
 export function startNginx(tmpDir: string, port: number, upstreamPort: number): Proc {
   const dir = path.join(tmpDir, 'nginx');
   mkdirSync(dir, { recursive: true });
-  const p = (name: string) => JSON.stringify(path.join(dir, name));
-  writeFileSync(path.join(dir, 'nginx.conf'), `worker_processes auto;
-pid ${p('nginx.pid')};
-error_log ${p('error.log')} error;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${p('client_body')};
-  proxy_temp_path ${p('proxy')};
-  fastcgi_temp_path ${p('fastcgi')};
-  uwsgi_temp_path ${p('uwsgi')};
-  scgi_temp_path ${p('scgi')};
-  upstream registry {
+  writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, { workers: 'auto', errorLevel: 'error', connections: 1024, http: `  upstream registry {
     server 127.0.0.1:${upstreamPort};
     keepalive 64;
   }
@@ -107,8 +96,7 @@ http {
       proxy_busy_buffers_size 256k;
     }
   }
-}
-`);
+` }));
   return startProc('nginx', 'nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], tmpDir);
 }
 

@@ -2,6 +2,7 @@
 // (ingress-nginx) or a cloud load balancer sends: X-Forwarded-Proto/Host/Port/For.
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { confPath, nginxConf } from './nginx-conf.js';
 import { type Certificate, httpsGet, makeCertificate } from './tls.js';
 import { freePort, makeTempDir, removeTempDir, startReady } from './processes.js';
 
@@ -25,20 +26,9 @@ export async function startIngress(backend: string, mode: HostMode): Promise<Ing
   await chmod(dir, 0o711);
   const cert = await makeCertificate(dir);
   const port = await freePort();
-  const p = (name: string) => JSON.stringify(join(dir, name));
+  const p = confPath(dir);
   const host = mode === 'preserve-host' ? '$http_host' : '$proxy_host';
-  await writeFile(join(dir, 'nginx.conf'), `worker_processes 1;
-pid ${p('nginx.pid')};
-error_log ${p('error.log')} warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${p('client_body')};
-  proxy_temp_path ${p('proxy')};
-  fastcgi_temp_path ${p('fastcgi')};
-  uwsgi_temp_path ${p('uwsgi')};
-  scgi_temp_path ${p('scgi')};
-  server {
+  await writeFile(join(dir, 'nginx.conf'), nginxConf(dir, { workers: '1', errorLevel: 'warn', connections: 256, http: `  server {
     listen 127.0.0.1:${port} ssl;
     ssl_certificate ${p('server.crt')};
     ssl_certificate_key ${p('server.key')};
@@ -55,8 +45,7 @@ http {
       proxy_set_header X-Real-IP $remote_addr;
     }
   }
-}
-`);
+` }));
   const url = `https://127.0.0.1:${port}`;
   const proc = await startReady(
     { cmd: 'nginx', args: ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], logFile: join(dir, 'nginx.out'), cwd: dir },
