@@ -4,7 +4,7 @@
 // CPU seconds per GB moved and peak RSS of each proxy, small requests (rate at 32
 // connections, latency at one), and the cache conversion in-process. Prints Markdown on
 // stdout and writes bench/results.json. `npm run bench -- --quick` is a check in under a
-// minute.
+// minute; it writes bench/results-quick.json instead.
 //
 // Flags: --quick; --variant NAME=ARGS (repeatable) adds a regshim with extra flags, e.g.
 // --variant w1='--workers 1'; ARGS starting with @PATH runs the bin at PATH instead (an

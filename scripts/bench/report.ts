@@ -70,8 +70,9 @@ export function render(r: Results): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** A full run's figures go to results.json, the README's table; a --quick check's beside it, so that it never replaces them. */
 export function writeJson(r: Results): string {
-  const file = path.join(ROOT, 'bench', 'results.json');
+  const file = path.join(ROOT, 'bench', r.quick ? 'results-quick.json' : 'results.json');
   const json = {
     date: new Date().toISOString(),
     machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, kernel: os.release(), node: process.version, memoryMiB: Math.round(os.totalmem() / 2 ** 20), loadAverage: r.load },
