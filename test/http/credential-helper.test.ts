@@ -38,6 +38,14 @@ describe.each<UpstreamAuthKind>(['token', 'basic'])('credential helper in front 
     await cleanup.run();
   });
 
+  /** The upstream and the helper move to a new password; what regshim holds goes stale. */
+  async function rotatePassword(fresh: string): Promise<void> {
+    if (kind === 'token') up.tokens!.users.set(up.username, fresh);
+    else await writeFile(join(dir, 'upstream.htpasswd'), `${up.username}:${bcrypt.hashSync(fresh, 5)}\n`);
+    await helper.setPassword(fresh);
+    await sleep(2_100); // cached tokens outlive their 2 s; distribution re-reads a changed htpasswd
+  }
+
   it('one cold burst of 50 requests runs the helper once, asked for the upstream host', async () => {
     const statuses = await burst;
     expect(statuses.filter((s) => s === 401 || s >= 500)).toEqual([]);
@@ -45,14 +53,7 @@ describe.each<UpstreamAuthKind>(['token', 'basic'])('credential helper in front 
   });
 
   it('credentials that go stale: the helper runs again after a 401, and the client never sees it', async () => {
-    const fresh = 'pw-rotated-9e2b';
-    if (kind === 'token') {
-      up.tokens!.users.set(up.username, fresh);
-    } else {
-      await writeFile(join(dir, 'upstream.htpasswd'), `${up.username}:${bcrypt.hashSync(fresh, 5)}\n`);
-    }
-    await helper.setPassword(fresh);
-    await sleep(2_100); // cached tokens outlive their 2 s; distribution re-reads a changed htpasswd
+    await rotatePassword('pw-rotated-9e2b');
     const got = await fetch(`${shim.url}/v2/stale/app/manifests/latest`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
     expect(got.status).toBe(404);
     expect(await helper.runs()).toEqual([up.registry.host, up.registry.host]);
@@ -60,11 +61,7 @@ describe.each<UpstreamAuthKind>(['token', 'basic'])('credential helper in front 
   });
 
   it('a streamed request without a body that gets a 401 is sent again with fresh credentials', async () => {
-    const fresh = 'pw-rotated-again-71c0';
-    if (kind === 'token') up.tokens!.users.set(up.username, fresh);
-    else await writeFile(join(dir, 'upstream.htpasswd'), `${up.username}:${bcrypt.hashSync(fresh, 5)}\n`);
-    await helper.setPassword(fresh);
-    await sleep(2_100);
+    await rotatePassword('pw-rotated-again-71c0');
     // Through the pass-through (tags/list): Basic gets the 401 from the registry itself.
     const got = await fetch(`${shim.url}/v2/stale/app/tags/list`);
     expect(got.status).toBe(404);
@@ -78,9 +75,16 @@ describe.each<UpstreamAuthKind>(['token', 'basic'])('credential helper in front 
     else expect(metrics).toMatch(/^regshim_upstream_auth_rejections_total 2$/m);
   });
 
+  it('a HEAD through the proxy (not the GET relay) that gets a 401 is sent again with fresh credentials', async () => {
+    await rotatePassword('pw-rotated-head-3d91');
+    const got = await fetch(`${shim.url}/v2/stale/app/blobs/sha256:${'0'.repeat(64)}`, { method: 'HEAD' });
+    expect(got.status).toBe(404);
+    expect(await helper.runs()).toHaveLength(4);
+  });
+
   it('no log line holds a password, its base64 form or a token', () => {
     const text = JSON.stringify(shim.logs);
-    for (const secret of [...secretsOf(up), 'pw-rotated-9e2b', 'pw-rotated-again-71c0']) expect(text).not.toContain(secret);
+    for (const secret of [...secretsOf(up), 'pw-rotated-9e2b', 'pw-rotated-again-71c0', 'pw-rotated-head-3d91']) expect(text).not.toContain(secret);
   });
 });
 
