@@ -68,22 +68,13 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
-    const scopes = authScopes.get(req);
-    if (auth && scopes && proxyRes.statusCode === 401) {
-      auth.invalidate(scopes, proxyRes.headers['www-authenticate']);
-      const options = callOptions.get(req);
-      if (options && !retried.has(req) && !hasBody(req)) {
-        // Nothing to replay: keep this answer from the client (http-proxy reads the flag
-        // after this event) and send the request again with fresh credentials.
-        options.selfHandleResponse = true;
-        retried.add(req);
-        proxyRes.resume();
-        withCredentials(req, res);
-        return;
-      }
-      // A streamed body cannot be replayed: the client's retry gets fresh credentials; a
-      // client that logs in to regshim is told to do so again.
-      if (config.access.htpasswd) proxyRes.headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
+    const options = callOptions.get(req);
+    // A streamed body cannot be replayed: the client's retry gets fresh credentials.
+    if (proxyRes.statusCode === 401 && credentialsRefused(req, res, proxyRes.headers as Record<string, string | string[]>, options !== undefined && !hasBody(req))) {
+      // Keep this answer from the client: http-proxy reads the flag after this event.
+      options!.selfHandleResponse = true;
+      proxyRes.resume();
+      return;
     }
     rewriteResponseHeaders(proxyRes.headers, config.upstream, origins.get(req) ?? publicOrigin(req.headers, tlsClients, fallbackHost));
     // An upstream that dies mid-body: end the client's response at once, don't let it hang.
@@ -116,17 +107,8 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
     maxConnections: config.upstreamConnections,
     onHead: (head, req, res) => {
       addUpstreamTime(req, performance.now() - (relayStarted.get(req) ?? performance.now()));
-      const scopes = authScopes.get(req);
-      if (auth && scopes && head.status === 401) {
-        auth.invalidate(scopes, head.headers['www-authenticate']);
-        // A GET has nothing to replay: send it again, once, with fresh credentials.
-        if (!retried.has(req)) {
-          retried.add(req);
-          withCredentials(req, res);
-          return 'again';
-        }
-        if (config.access.htpasswd) head.headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
-      }
+      // A GET has nothing to replay.
+      if (head.status === 401 && credentialsRefused(req, res, head.headers, true)) return 'again';
       rewriteResponseHeaders(head.headers, config.upstream, origins.get(req) ?? publicOrigin(req.headers, tlsClients, fallbackHost));
     },
     onError: upstreamFailed,
@@ -152,6 +134,23 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
       return;
     }
     proxy.web(req, res);
+  };
+  /**
+   * An upstream 401 to regshim's credentials: they are dropped, and a request that can be
+   * sent again is, once, with fresh ones (true). Otherwise the 401 goes to the client, and a
+   * client that logs in to regshim is told to do so again.
+   */
+  const credentialsRefused = (req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, replayable: boolean): boolean => {
+    const scopes = authScopes.get(req);
+    if (!auth || !scopes) return false;
+    auth.invalidate(scopes, headers['www-authenticate']);
+    if (replayable && !retried.has(req)) {
+      retried.add(req);
+      withCredentials(req, res);
+      return true;
+    }
+    if (config.access.htpasswd) headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
+    return false;
   };
   /** The header is had before the request goes: its body streams and cannot be sent twice. */
   const withCredentials = (req: IncomingMessage, res: ServerResponse): void => {
