@@ -52,7 +52,8 @@ export function createPutHandler(ctx: CacheContext) {
 
   /** Uploads the exact index bytes as a blob of the repository, unless it is there already. */
   async function storeIndexBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
-    const head = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
+    const exists = () => call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
+    const head = await exists();
     if (head.status === 200) return undefined;
     // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
     // client's own manifest PUT would have.
@@ -62,8 +63,7 @@ export function createPutHandler(ctx: CacheContext) {
     // commit (400 DIGEST_INVALID, or 500) while the winner's may not be visible yet: look
     // again, and upload once more if it is still missing.
     if (failed === undefined || failed.status === 401 || failed.status === 403) return failed;
-    const again = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
-    return again.status === 200 ? undefined : uploadBlob(req, res, name, digest, bytes);
+    return (await exists()).status === 200 ? undefined : uploadBlob(req, res, name, digest, bytes);
   }
 
   /** POST + monolithic PUT of the index bytes; undefined once stored, else the refusal. */
@@ -82,7 +82,6 @@ export function createPutHandler(ctx: CacheContext) {
     });
     return put.status === 201 ? undefined : put;
   }
-
 
   async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, cache: PreparedCache): Promise<void> {
     const { indexDigest, manifestDigest } = cache;
