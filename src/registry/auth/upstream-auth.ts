@@ -73,7 +73,7 @@ export class UpstreamAuth {
       }
       return `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}`;
     }
-    const token = await this.tokens.fetch([...scopes].sort().join(' '));
+    const token = await this.tokens.fetch(scopeKey(scopes));
     if (token === undefined) throw new CredentialError(`no token for ${scopes.join(' ')}`);
     return `Bearer ${token}`;
   }
@@ -86,7 +86,7 @@ export class UpstreamAuth {
     this.opts.metrics.upstreamAuthRejections.inc();
     const fresh = parseChallenge(wwwAuthenticate);
     if (fresh) this.discovered = Promise.resolve(fresh);
-    this.tokens.delete([...scopes].sort().join(' '));
+    this.tokens.delete(scopeKey(scopes));
     if (!fresh || fresh.scheme === 'basic') this.credentials.reject();
   }
 
@@ -157,4 +157,9 @@ export class UpstreamAuth {
       }
     }
   }
+}
+
+/** One token cache entry per set of scopes, whatever their order (fetchMethod splits it back). */
+function scopeKey(scopes: readonly string[]): string {
+  return [...scopes].sort().join(' ');
 }
