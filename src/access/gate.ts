@@ -19,7 +19,8 @@ export interface AccessRules {
   readonly allowRepositories: readonly string[];
 }
 
-export const INBOUND_REALM = 'regshim';
+/** The challenge that asks a client to log in to regshim itself (--auth-htpasswd). */
+export const INBOUND_CHALLENGE = 'Basic realm="regshim"';
 
 /** `user:$2y$…` lines; anything but bcrypt is refused, since the rest are weak. */
 export function parseHtpasswd(text: string, file: string): Map<string, string> {
@@ -70,7 +71,7 @@ export function createGate(rules: AccessRules, metrics: Metrics): Gate | undefin
   return async (req, res, route, query) => {
     if (!(await authenticated(req.headers.authorization))) {
       metrics.inboundAuthFailures.inc({ reason: 'unauthorized' });
-      answerAndClose(req, res, new OciError('UNAUTHORIZED', 'authentication required'), { 'www-authenticate': `Basic realm="${INBOUND_REALM}"` });
+      answerAndClose(req, res, new OciError('UNAUTHORIZED', 'authentication required'), { 'www-authenticate': INBOUND_CHALLENGE });
       return false;
     }
     if (allowRepositories.length === 0) return true;

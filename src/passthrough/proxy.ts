@@ -4,7 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
-import { INBOUND_REALM } from '../access/gate.js';
+import { INBOUND_CHALLENGE } from '../access/gate.js';
 import type { Config } from '../config.js';
 import { addUpstreamTime } from '../observability/access-log.js';
 import type { Logger } from '../observability/log.js';
@@ -149,7 +149,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
       withCredentials(req, res);
       return true;
     }
-    if (config.access.htpasswd) headers['www-authenticate'] = `Basic realm="${INBOUND_REALM}"`;
+    if (config.access.htpasswd) headers['www-authenticate'] = INBOUND_CHALLENGE;
     return false;
   };
   /** The header is had before the request goes: its body streams and cannot be sent twice. */
