@@ -1,6 +1,9 @@
-// Memory under manifest load, measured on regshim as users start it (the bin): 40 slow 4 MB
-// cache PUTs at once stay under 300 MiB at the peak and under 200 MiB five seconds after.
-import { readFile } from 'node:fs/promises';
+// Memory under manifest load, measured on regshim as users start it (the bin): two waves of
+// 40 slow 4 MB cache PUTs at once, each peaking under 300 MiB. The first shows the in-flight
+// bound (without it, 580 MiB); the second, that a wave leaves garbage the next one reuses,
+// not bodies that stay (160 MB of them would take it near 400). RSS at rest is not asserted:
+// it holds whatever garbage the last collection left, until the next load collects it.
+import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { goMarshal } from '../../src/cache/go-json.js';
@@ -61,18 +64,26 @@ async function memory(pid: number): Promise<{ rss: number; peak: number }> {
   return { rss: kib('VmRSS'), peak: kib('VmHWM') };
 }
 
-describe('manifest bytes in flight are bounded', () => {
-  it('40 slow 4 MB cache PUTs: all stored, peak RSS under 300 MiB, under 200 MiB five seconds after', async () => {
-    const bodies = Array.from({ length: 40 }, (_, i) => bigIndex(4 * 1000 * 1000, `s${i}-`));
-    expect(bodies.every((b) => b.length <= 4 * MiB && b.length > 3.9 * 1000 * 1000)).toBe(true);
-    const statuses = await Promise.all(bodies.map((b, i) => slowPut(`${shim.url}/v2/mem/app/manifests/t${i}`, b)));
-    expect(statuses.filter((s) => s !== 201)).toEqual([]);
-    const after = await memory(shim.pid);
-    process.stdout.write(`memory: peak ${(after.peak / MiB).toFixed(1)} MiB\n`);
-    expect(after.peak / MiB).toBeLessThan(300);
-    await new Promise((r) => setTimeout(r, 5000));
-    const settled = await memory(shim.pid);
-    process.stdout.write(`memory: 5 s after ${(settled.rss / MiB).toFixed(1)} MiB\n`);
-    expect(settled.rss / MiB).toBeLessThan(200);
+/** Starts a new peak (VmHWM) at the current RSS: proc(5), /proc/PID/clear_refs. */
+async function resetPeak(pid: number): Promise<void> {
+  await writeFile(`/proc/${pid}/clear_refs`, '5');
+}
+
+/** One wave: 40 slow cache PUTs at once, every one stored; the wave's peak RSS. */
+async function wave(name: string): Promise<number> {
+  await resetPeak(shim.pid);
+  const bodies = Array.from({ length: 40 }, (_, i) => bigIndex(4 * 1000 * 1000, `${name}${i}-`));
+  expect(bodies.every((b) => b.length <= 4 * MiB && b.length > 3.9 * 1000 * 1000)).toBe(true);
+  const statuses = await Promise.all(bodies.map((b, i) => slowPut(`${shim.url}/v2/mem/app/manifests/${name}${i}`, b)));
+  expect(statuses.filter((s) => s !== 201)).toEqual([]);
+  const { peak } = await memory(shim.pid);
+  process.stdout.write(`memory: wave ${name}: peak ${(peak / MiB).toFixed(1)} MiB\n`);
+  return peak / MiB;
+}
+
+describe('manifest bytes in flight are bounded, and nothing of a PUT stays', () => {
+  it('two waves of 40 slow 4 MB cache PUTs: all stored, and each peaks under 300 MiB', async () => {
+    expect(await wave('a')).toBeLessThan(300);
+    expect(await wave('b')).toBeLessThan(300);
   }, 180_000);
 });

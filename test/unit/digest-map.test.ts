@@ -110,4 +110,14 @@ describe('DigestMap', () => {
     expect(map.index('sha256:i6')).toBeDefined();
     expect(events).toEqual({ hits: 1, misses: 1 });
   });
+
+  it('keeps only the pointer of an index over the size it keeps whole, so a few large ones cannot fill the map', () => {
+    const map = new DigestMap(64 << 20, counting().sink, 1 << 20);
+    map.remember(known(7, (1 << 20) + 1));
+    map.remember(known(8, 1 << 20));
+    expect(map.index('sha256:i7')).toBeUndefined();
+    expect(map.manifestOf('sha256:i7')).toMatchObject({ manifestDigest: 'sha256:m7', ref: { indexDigest: 'sha256:i7', indexMediaType: 'application/vnd.oci.image.index.v1+json', indexSize: (1 << 20) + 1 }, rebuildable: true });
+    expect(map.index('sha256:i8')?.bytes.length).toBe(1 << 20);
+    expect(map.size).toBeLessThan((1 << 20) + 2048);
+  });
 });
