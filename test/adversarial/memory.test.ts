@@ -3,17 +3,17 @@
 // bound (without it, 580 MiB); the second, that a wave leaves garbage the next one reuses,
 // not bodies that stay (160 MB of them would take it near 400). RSS at rest is not asserted:
 // it holds whatever garbage the last collection left, until the next load collects it.
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { goMarshal } from '../../src/cache/go-json.js';
+import { MiB, peakRssBytes } from '../support/big-blob.js';
 import { pushBlobs } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type ShimProcess, startShimProcess } from '../support/regshim.js';
 
-const MiB = 1024 * 1024;
 const cleanup = new Cleanup();
 let registry: Registry;
 let shim: ShimProcess;
@@ -58,12 +58,6 @@ function slowPut(url: string, body: Buffer): Promise<number> {
   });
 }
 
-async function memory(pid: number): Promise<{ rss: number; peak: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
-}
-
 /** Starts a new peak (VmHWM) at the current RSS: proc(5), /proc/PID/clear_refs. */
 async function resetPeak(pid: number): Promise<void> {
   await writeFile(`/proc/${pid}/clear_refs`, '5');
@@ -76,7 +70,7 @@ async function wave(name: string): Promise<number> {
   expect(bodies.every((b) => b.length <= 4 * MiB && b.length > 3.9 * 1000 * 1000)).toBe(true);
   const statuses = await Promise.all(bodies.map((b, i) => slowPut(`${shim.url}/v2/mem/app/manifests/${name}${i}`, b)));
   expect(statuses.filter((s) => s !== 201)).toEqual([]);
-  const { peak } = await memory(shim.pid);
+  const peak = await peakRssBytes(shim.pid);
   process.stdout.write(`memory: wave ${name}: peak ${(peak / MiB).toFixed(1)} MiB\n`);
   return peak / MiB;
 }
