@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
+import { formValuesRefusal } from './access/form-body.js';
 import { createGate } from './access/gate.js';
 import { DigestMap } from './cache/digest-map.js';
 import { UpstreamAnswer } from './cache/exchange.js';
@@ -125,9 +126,15 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (OWN_PATHS.has(pathname)) return proceed(req, res, app);
     if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics'));
     if (refuseBodyOnDelete(req, res)) return;
-    if (!gate) return dispatch(req, res, route);
     const q = target.path.indexOf('?');
-    gate(req, res, route, new URLSearchParams(q === -1 ? '' : target.path.slice(q + 1))).then(
+    const query = q === -1 ? '' : target.path.slice(q + 1);
+    const formRefusal = formValuesRefusal(req.headers, query);
+    if (formRefusal !== undefined) {
+      metrics.inboundAuthFailures.inc({ reason: 'form-body' });
+      return refuse(req, res, new OciError('UNSUPPORTED', formRefusal));
+    }
+    if (!gate) return dispatch(req, res, route);
+    gate(req, res, route, new URLSearchParams(query)).then(
       (allowed) => {
         if (!allowed) return;
         // Credentials for regshim are not the upstream's business.

@@ -3,7 +3,7 @@ import { ConfigError, parseConfig } from '../../src/config.js';
 import { isLoopback } from '../../src/config-auth.js';
 import { parseChallenge } from '../../src/registry/auth/challenge.js';
 import { lookupDockerConfig, parseHelperOutput } from '../../src/registry/auth/docker-config.js';
-import { scopeOf, scopeOfPath } from '../../src/registry/auth/scope.js';
+import { repositoriesOf, scopeOf, scopeOfPath } from '../../src/registry/auth/scope.js';
 import { parseRoute } from '../../src/registry/routes.js';
 
 describe('parseChallenge', () => {
@@ -149,5 +149,27 @@ describe('auth configuration', () => {
 
   it.each([['127.0.0.1', true], ['127.1.2.3', true], ['::1', true], ['localhost', true], ['0.0.0.0', false], ['::', false], ['192.168.1.1', false]])('isLoopback(%s) = %s', (host, expected) => {
     expect(isLoopback(host)).toBe(expected);
+  });
+});
+
+describe('repositoriesOf', () => {
+  const upload = parseRoute('/v2/team/x/blobs/uploads/');
+  it.each([
+    ['mount=sha256:0&from=team/z', ['team/x', 'team/z']],
+    // Distribution takes the first `from`; every one is checked, whichever it is.
+    ['mount=sha256:0&from=team/z&from=other/y', ['team/x', 'team/z', 'other/y']],
+    ['from=other/y', ['team/x', 'other/y']],
+    ['fr%6Fm=other/y', ['team/x', 'other/y']],
+    ['from=team/x', ['team/x']],
+  ])('an upload with %s reaches %j', (query, expected) => {
+    expect(repositoriesOf(upload, new URLSearchParams(query))).toEqual(expected);
+  });
+
+  it('a mount asks for pull on every source', () => {
+    expect(scopeOfPath('POST', '/v2/team/x/blobs/uploads/?mount=sha256:0&from=team/z&from=other/y')).toEqual([
+      'repository:other/y:pull',
+      'repository:team/x:pull,push',
+      'repository:team/z:pull',
+    ]);
   });
 });
