@@ -1,7 +1,8 @@
 // The authentication part of the configuration: where upstream credentials come from, who
 // may use regshim, and the rule that keeps a credentialed regshim off open networks.
 // Pure like config.ts: files arrive through the reader it is given.
-import { parseHtpasswd, type AccessRules } from './access/gate.js';
+import type { AccessRules } from './access/gate.js';
+import { type Htpasswd, parseHtpasswd } from './access/htpasswd.js';
 import { type CredentialSpec, lookupDockerConfig } from './registry/auth/docker-config.js';
 
 export interface AuthConfig {
@@ -22,6 +23,11 @@ export interface RawAuthConfig {
   upstreamPassword?: string | undefined;
   upstreamPasswordFile?: string | undefined;
   authHtpasswd?: string | undefined;
+  authCheckThreads?: string | undefined;
+  authCheckQueue?: string | undefined;
+  authMaxFailuresPerUser?: string | undefined;
+  authMaxFailuresPerAddress?: string | undefined;
+  authFailureWindow?: string | undefined;
   allowRepository?: string[] | string | undefined;
   allowUnauthenticated?: boolean | string | undefined;
   credentialHelperTimeout?: string | undefined;
@@ -31,7 +37,10 @@ export const AUTH_DEFAULTS = { credentialHelperTimeoutMs: 10_000 };
 
 type Fail = (message: string) => Error;
 
-export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: string, read: (path: string) => string, fail: Fail): AuthConfig {
+/** The limits on password checks, parsed with the other limits (config.ts). */
+export type LoginLimits = Pick<AccessRules, 'passwordChecks' | 'failureLimits'>;
+
+export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: string, read: (path: string) => string, fail: Fail, loginLimits: LoginLimits): AuthConfig {
   const upstreamCredentials = parseCredentials(raw, upstream, read, fail);
   const htpasswd = raw.authHtpasswd === undefined ? undefined : parseHtpasswdFile(raw.authHtpasswd, read, fail);
   const allowRepositories = listOf(raw.allowRepository);
@@ -56,7 +65,7 @@ export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: s
     }
     credentialHelperTimeoutMs = Math.round(n * 1000);
   }
-  return { upstreamCredentials, access: { htpasswd, allowRepositories }, allowUnauthenticated, credentialHelperTimeoutMs };
+  return { upstreamCredentials, access: { htpasswd, allowRepositories, ...loginLimits }, allowUnauthenticated, credentialHelperTimeoutMs };
 }
 
 function parseCredentials(raw: RawAuthConfig, upstream: URL, read: (path: string) => string, fail: Fail): CredentialSpec | undefined {
@@ -95,9 +104,9 @@ function parseCredentials(raw: RawAuthConfig, upstream: URL, read: (path: string
   return spec;
 }
 
-function parseHtpasswdFile(path: string, read: (path: string) => string, fail: Fail): Map<string, string> {
+function parseHtpasswdFile(path: string, read: (path: string) => string, fail: Fail): Htpasswd {
   try {
-    return parseHtpasswd(readOrFail(read, '--auth-htpasswd', path, fail), path);
+    return { file: path, users: parseHtpasswd(readOrFail(read, '--auth-htpasswd', path, fail), path) };
   } catch (err) {
     throw fail(`--auth-htpasswd: ${(err as Error).message}`);
   }

@@ -29,6 +29,8 @@ export interface RegShim {
   readonly log: Logger;
   /** Starts listening; resolves with the URL clients use. */
   listen(): Promise<URL>;
+  /** Reads the --auth-htpasswd file again now (SIGHUP). */
+  reload(): Promise<void>;
   /** Stops accepting, ends open connections, releases upstream sockets. */
   close(): Promise<void>;
 }
@@ -61,7 +63,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
         metrics,
       })
     : undefined;
-  const gate = createGate(config.access, metrics);
+  const gate = createGate(config.access, metrics, log);
   const upstream = new Upstream(config, auth);
   const passthrough = createPassthrough(config, log, metrics, auth);
   const map = new DigestMap(config.cacheMaxBytes, {
@@ -177,6 +179,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
           }
         });
       }),
+    reload: async () => gate?.reload(),
     close: () => (closing ??= stop()),
   };
 
@@ -192,6 +195,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     passthrough.close();
     await upstream.close();
     await auth?.close();
+    await gate?.close();
   }
 }
 

@@ -24,7 +24,11 @@ describe('regshim serve with upstream credentials', () => {
 
   it('--help lists the credential and access flags with their environment variables', async () => {
     const r = await runCommand(process.execPath, [bin, 'serve', '--help'], { timeoutMs: 30_000 });
-    for (const text of ['REGSHIM_DOCKER_CONFIG', 'REGSHIM_UPSTREAM_USERNAME', 'REGSHIM_UPSTREAM_PASSWORD', 'REGSHIM_UPSTREAM_PASSWORD_FILE', 'REGSHIM_AUTH_HTPASSWD', 'REGSHIM_ALLOW_REPOSITORY', 'REGSHIM_ALLOW_UNAUTHENTICATED', 'REGSHIM_CREDENTIAL_HELPER_TIMEOUT']) {
+    for (const text of [
+      'REGSHIM_DOCKER_CONFIG', 'REGSHIM_UPSTREAM_USERNAME', 'REGSHIM_UPSTREAM_PASSWORD', 'REGSHIM_UPSTREAM_PASSWORD_FILE', 'REGSHIM_AUTH_HTPASSWD', 'REGSHIM_ALLOW_REPOSITORY',
+      'REGSHIM_ALLOW_UNAUTHENTICATED', 'REGSHIM_CREDENTIAL_HELPER_TIMEOUT', 'REGSHIM_AUTH_CHECK_THREADS', 'REGSHIM_AUTH_CHECK_QUEUE', 'REGSHIM_AUTH_MAX_FAILURES_PER_USER',
+      'REGSHIM_AUTH_MAX_FAILURES_PER_ADDRESS', 'REGSHIM_AUTH_FAILURE_WINDOW',
+    ]) {
       expect(r.stdout).toContain(text);
     }
   });

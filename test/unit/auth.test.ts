@@ -115,13 +115,13 @@ describe('auth configuration', () => {
   it('--allow-unauthenticated or --auth-htpasswd lifts the rule', () => {
     expect(parseConfig({ ...base, listen: '0.0.0.0:5000', allowUnauthenticated: true }).allowUnauthenticated).toBe(true);
     const hash = '$2b$05$' + 'a'.repeat(53);
-    expect(parseConfig({ ...base, listen: '0.0.0.0:5000', authHtpasswd: '/h' }, files({ '/h': `ci:${hash}\n` })).access.htpasswd?.get('ci')).toBe(hash);
+    expect(parseConfig({ ...base, listen: '0.0.0.0:5000', authHtpasswd: '/h' }, files({ '/h': `ci:${hash}\n` })).access.htpasswd?.users.get('ci')).toBe(hash);
   });
 
   it('without upstream credentials nothing changes: no rule, no credentials', () => {
     const config = parseConfig({ upstream: 'https://r.example', listen: '0.0.0.0:5000' });
     expect(config.upstreamCredentials).toBeUndefined();
-    expect(config.access).toEqual({ htpasswd: undefined, allowRepositories: [] });
+    expect(config.access).toMatchObject({ htpasswd: undefined, allowRepositories: [] });
   });
 
   it.each([
@@ -150,6 +150,7 @@ describe('auth configuration', () => {
   it.each([['127.0.0.1', true], ['127.1.2.3', true], ['::1', true], ['localhost', true], ['0.0.0.0', false], ['::', false], ['192.168.1.1', false]])('isLoopback(%s) = %s', (host, expected) => {
     expect(isLoopback(host)).toBe(expected);
   });
+
 });
 
 describe('repositoriesOf', () => {
