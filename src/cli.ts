@@ -1,10 +1,13 @@
 // Flags and environment -> Config -> start. Nothing else lives here.
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { request } from 'undici';
 import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/convert.js';
 import { classifyManifest } from './cache/detect.js';
-import { ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
+import { type Config, ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
+import { mustListenOnLoopback, openListenRefusal } from './config-auth.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
 import { createLogger } from './observability/log.js';
 import { isWorker, superviseWorkers, workerMetrics } from './workers.js';
@@ -59,6 +62,7 @@ async function serve(opts: RawConfig): Promise<void> {
     allowUnauthenticated: opts.allowUnauthenticated ?? process.env.REGSHIM_ALLOW_UNAUTHENTICATED,
   };
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
+  await refuseOpenListen(config);
   if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel), { forwardSighup: config.access.htpasswd !== undefined });
   // Loaded only where requests are served: a primary that only supervises workers stays small.
   const { createServer } = await import('./server.js');
@@ -85,6 +89,20 @@ async function serve(opts: RawConfig): Promise<void> {
     shim.log.fatal({ err }, 'uncaught exception: shutting down');
     shim.close().finally(() => process.exit(1));
   });
+}
+
+/** The open-listen rule on every address the listen host resolves to, before anything listens. */
+async function refuseOpenListen(config: Config): Promise<void> {
+  // A literal was judged when the config was parsed.
+  if (!mustListenOnLoopback(config) || isIP(config.listenHost) !== 0) return;
+  const addresses = await lookup(config.listenHost, { all: true }).then(
+    (found) => found.map((a) => a.address),
+    (err: Error) => {
+      throw new ConfigError(`--listen ${config.listenHost} cannot be resolved (${err.message})`);
+    },
+  );
+  const refusal = openListenRefusal(config, config.listenHost, addresses);
+  if (refusal !== undefined) throw new ConfigError(refusal);
 }
 
 /** `regshim convert <file>`: the image manifest regshim would store for a cache index file. */

@@ -50,13 +50,9 @@ export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: s
     }
   }
   const allowUnauthenticated = raw.allowUnauthenticated === true || raw.allowUnauthenticated === 'true' || raw.allowUnauthenticated === '1';
-  if (upstreamCredentials && !htpasswd && !allowUnauthenticated && !isLoopback(listenHost)) {
-    throw fail(
-      `refusing to listen on ${listenHost} with upstream credentials (${upstreamCredentials.source}) and no inbound authentication: ` +
-        `anyone who reaches it could read and push with them. Add --auth-htpasswd <file>, listen on 127.0.0.1, ` +
-        `or pass --allow-unauthenticated if the network itself is the guard (a pod's own sidecar)`,
-    );
-  }
+  const config = { upstreamCredentials, access: { htpasswd, allowRepositories, ...loginLimits }, allowUnauthenticated };
+  const refusal = openListenRefusal(config, listenHost, [listenHost]);
+  if (refusal !== undefined) throw fail(refusal);
   let credentialHelperTimeoutMs = AUTH_DEFAULTS.credentialHelperTimeoutMs;
   if (raw.credentialHelperTimeout !== undefined) {
     const n = Number(raw.credentialHelperTimeout);
@@ -65,7 +61,7 @@ export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: s
     }
     credentialHelperTimeoutMs = Math.round(n * 1000);
   }
-  return { upstreamCredentials, access: { htpasswd, allowRepositories, ...loginLimits }, allowUnauthenticated, credentialHelperTimeoutMs };
+  return { ...config, credentialHelperTimeoutMs };
 }
 
 function parseCredentials(raw: RawAuthConfig, upstream: URL, read: (path: string) => string, fail: Fail): CredentialSpec | undefined {
@@ -125,7 +121,32 @@ function listOf(value: string[] | string | undefined): string[] {
   return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
 }
 
-/** 127.0.0.0/8, ::1 and localhost: only processes on this machine (this pod) reach them. */
+/**
+ * Why regshim must not listen on these addresses, or undefined: with upstream credentials
+ * and no inbound authentication, anyone who reaches it could read and push with them. The
+ * addresses are those `host` names: itself when a literal, what it resolves to, or what was
+ * bound (a name is judged by its addresses: /etc/hosts may map `localhost` anywhere).
+ */
+export function openListenRefusal(config: ListenRuleConfig, host: string, addresses: readonly string[]): string | undefined {
+  if (!config.upstreamCredentials || !mustListenOnLoopback(config)) return undefined;
+  const open = addresses.filter((a) => !isLoopback(a));
+  if (open.length === 0) return undefined;
+  const where = open.length === 1 && open[0] === host ? host : `${host} (${open.join(', ')})`;
+  return (
+    `refusing to listen on ${where} with upstream credentials (${config.upstreamCredentials.source}) and no inbound authentication: ` +
+    `anyone who reaches it could read and push with them. Add --auth-htpasswd <file>, listen on 127.0.0.1, ` +
+    `or pass --allow-unauthenticated if the network itself is the guard (a pod's own sidecar)`
+  );
+}
+
+type ListenRuleConfig = Pick<AuthConfig, 'upstreamCredentials' | 'access' | 'allowUnauthenticated'>;
+
+/** Upstream credentials, and nothing else in front of them: only loopback will do. */
+export function mustListenOnLoopback(config: ListenRuleConfig): boolean {
+  return config.upstreamCredentials !== undefined && !config.access.htpasswd && !config.allowUnauthenticated;
+}
+
+/** 127.0.0.0/8, ::1 and the name localhost (whose addresses are judged again once resolved). */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::ffff:127.0.0.1';
+  return host === 'localhost' || host === '::1' || /^(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

@@ -11,7 +11,8 @@ import { createGate } from './access/gate.js';
 import { DigestMap } from './cache/digest-map.js';
 import { UpstreamAnswer } from './cache/exchange.js';
 import { createManifestHandlers } from './cache/manifests.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
+import { openListenRefusal } from './config-auth.js';
 import { createManifestAdmission } from './intake/admission.js';
 import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
@@ -27,7 +28,7 @@ import { Upstream } from './registry/upstream.js';
 export interface RegShim {
   readonly server: http.Server;
   readonly log: Logger;
-  /** Starts listening; resolves with the URL clients use. */
+  /** Starts listening; resolves with the URL clients use. Rejects with a ConfigError when the bound address breaks the open-listen rule. */
   listen(): Promise<URL>;
   /** Reads the --auth-htpasswd file again now (SIGHUP). */
   reload(): Promise<void>;
@@ -166,6 +167,13 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
         server.listen(config.listenPort, config.listenHost, () => {
           server.off('error', reject);
           const address = server.address() as AddressInfo;
+          // Judged again on the address bound: a name (localhost) may resolve anywhere.
+          const refusal = openListenRefusal(config, config.listenHost, [address.address]);
+          if (refusal !== undefined) {
+            server.close();
+            reject(new ConfigError(refusal));
+            return;
+          }
           const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
           const url = new URL(`${config.tlsCert ? 'https' : 'http'}://${host}:${address.port}`);
           log.info({ url: url.origin, upstream: config.upstream.origin }, 'listening');

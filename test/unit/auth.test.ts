@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config.js';
-import { isLoopback } from '../../src/config-auth.js';
+import { isLoopback, openListenRefusal } from '../../src/config-auth.js';
 import { parseChallenge } from '../../src/registry/auth/challenge.js';
 import { lookupDockerConfig, parseHelperOutput } from '../../src/registry/auth/docker-config.js';
 import { repositoriesOf, scopeOf, scopeOfPath } from '../../src/registry/auth/scope.js';
@@ -147,10 +147,16 @@ describe('auth configuration', () => {
     expect(parseConfig({ upstream: 'https://r.example', allowRepository: ['team/*,base/**', 'x'] }).access.allowRepositories).toEqual(['team/*', 'base/**', 'x']);
   });
 
-  it.each([['127.0.0.1', true], ['127.1.2.3', true], ['::1', true], ['localhost', true], ['0.0.0.0', false], ['::', false], ['192.168.1.1', false]])('isLoopback(%s) = %s', (host, expected) => {
+  it.each([['127.0.0.1', true], ['127.1.2.3', true], ['::1', true], ['::ffff:127.0.0.1', true], ['localhost', true], ['0.0.0.0', false], ['::', false], ['192.168.1.1', false]])('isLoopback(%s) = %s', (host, expected) => {
     expect(isLoopback(host)).toBe(expected);
   });
 
+  it('a name is judged by its addresses: localhost resolving off loopback is refused, naming them', () => {
+    const config = parseConfig({ ...base, listen: 'localhost:5000' });
+    expect(openListenRefusal(config, 'localhost', ['127.0.0.1', '::1'])).toBeUndefined();
+    expect(openListenRefusal(config, 'localhost', ['127.0.0.1', '10.0.0.5'])).toMatch(/^refusing to listen on localhost \(10\.0\.0\.5\) with upstream credentials/);
+    expect(openListenRefusal({ ...config, allowUnauthenticated: true }, 'localhost', ['10.0.0.5'])).toBeUndefined();
+  });
 });
 
 describe('repositoriesOf', () => {
