@@ -50,3 +50,19 @@ describe('PasswordChecks', () => {
     expect(checks.pending).toBe(0);
   });
 });
+
+describe('PasswordChecks threads', () => {
+  it('an idle thread ends after a while, and the next check starts another', async () => {
+    const checks = new PasswordChecks({ threads: 1, queue: 1 });
+    try {
+      const hash = bcrypt.hashSync('right', 4);
+      expect(await checks.verify('right', hash)).toBe(true);
+      expect(checks.threadCount).toBe(1);
+      await new Promise((r) => setTimeout(r, 10_500));
+      expect(checks.threadCount).toBe(0);
+      expect(await checks.verify('wrong', hash)).toBe(false);
+    } finally {
+      await checks.close();
+    }
+  }, 20_000);
+});
