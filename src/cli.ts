@@ -68,7 +68,7 @@ async function serve(opts: RawConfig): Promise<void> {
   const { createServer } = await import('./server.js');
   const shim = createServer(config, isWorker() ? { clusterMetrics: workerMetrics() } : {});
   if (config.access.htpasswd) {
-    // Before listening: a worker told to reload while starting must not die of it.
+    // Before listening, so a signal soon after start does not end the process.
     process.on('SIGHUP', () => {
       shim.log.info({ signal: 'SIGHUP' }, 'reading the htpasswd file again');
       void shim.reload();

@@ -86,8 +86,9 @@ export function superviseWorkers(count: number, log: Logger, options: { forwardS
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
     if (options.forwardSighup) {
+      // A worker still starting reads the file as it starts, and may not handle the signal yet.
       process.on('SIGHUP', () => {
-        for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+        for (const worker of Object.values(cluster.workers ?? {})) if (worker && listening.has(worker)) worker.process.kill('SIGHUP');
       });
     }
     for (let i = 0; i < count; i++) fork();
