@@ -1,10 +1,13 @@
 // Flags and environment -> Config -> start. Nothing else lives here.
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { request } from 'undici';
 import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/convert.js';
 import { classifyManifest } from './cache/detect.js';
-import { ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
+import { type Config, ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
+import { mustListenOnLoopback, openListenRefusal } from './config-auth.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
 import { createLogger } from './observability/log.js';
 import { isWorker, superviseWorkers, workerMetrics } from './workers.js';
@@ -38,6 +41,11 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--upstream-password-file <file>', 'file holding the upstream password or token (a mounted Secret)').env('REGSHIM_UPSTREAM_PASSWORD_FILE'))
     .addOption(new Option('--credential-helper-timeout <seconds>', 'give up on a docker-credential helper after this long (default 10)').env('REGSHIM_CREDENTIAL_HELPER_TIMEOUT'))
     .addOption(new Option('--auth-htpasswd <file>', 'require clients to log in with a user of this htpasswd file (bcrypt)').env('REGSHIM_AUTH_HTPASSWD'))
+    .addOption(new Option('--auth-check-threads <n>', `threads checking passwords (bcrypt) off the event loop (default ${DEFAULTS.authCheckThreads})`).env('REGSHIM_AUTH_CHECK_THREADS'))
+    .addOption(new Option('--auth-check-queue <n>', `password checks waiting for a thread; more get 429 (default ${DEFAULTS.authCheckQueue})`).env('REGSHIM_AUTH_CHECK_QUEUE'))
+    .addOption(new Option('--auth-max-failures-per-user <n>', `failed logins per user and window; more get 429 unchecked (default ${DEFAULTS.authMaxFailuresPerUser})`).env('REGSHIM_AUTH_MAX_FAILURES_PER_USER'))
+    .addOption(new Option('--auth-max-failures-per-address <n>', `failed logins per client address and window (default ${DEFAULTS.authMaxFailuresPerAddress})`).env('REGSHIM_AUTH_MAX_FAILURES_PER_ADDRESS'))
+    .addOption(new Option('--auth-failure-window <seconds>', `the window of those limits (default ${DEFAULTS.authFailureWindowMs / 1000})`).env('REGSHIM_AUTH_FAILURE_WINDOW'))
     .addOption(
       new Option('--allow-repository <glob>', 'reach only repositories matching this glob (repeatable, or comma-separated)')
         .env('REGSHIM_ALLOW_REPOSITORY')
@@ -54,10 +62,18 @@ async function serve(opts: RawConfig): Promise<void> {
     allowUnauthenticated: opts.allowUnauthenticated ?? process.env.REGSHIM_ALLOW_UNAUTHENTICATED,
   };
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
-  if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel));
+  await refuseOpenListen(config);
+  if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel), { forwardSighup: config.access.htpasswd !== undefined });
   // Loaded only where requests are served: a primary that only supervises workers stays small.
   const { createServer } = await import('./server.js');
   const shim = createServer(config, isWorker() ? { clusterMetrics: workerMetrics() } : {});
+  if (config.access.htpasswd) {
+    // Before listening, so a signal soon after start does not end the process.
+    process.on('SIGHUP', () => {
+      shim.log.info({ signal: 'SIGHUP' }, 'reading the htpasswd file again');
+      void shim.reload();
+    });
+  }
   await shim.listen();
   const stop = (signal: string) => {
     shim.log.info({ signal }, 'shutting down');
@@ -73,6 +89,20 @@ async function serve(opts: RawConfig): Promise<void> {
     shim.log.fatal({ err }, 'uncaught exception: shutting down');
     shim.close().finally(() => process.exit(1));
   });
+}
+
+/** The open-listen rule on every address the listen host resolves to, before anything listens. */
+async function refuseOpenListen(config: Config): Promise<void> {
+  // A literal was judged when the config was parsed.
+  if (!mustListenOnLoopback(config) || isIP(config.listenHost) !== 0) return;
+  const addresses = await lookup(config.listenHost, { all: true }).then(
+    (found) => found.map((a) => a.address),
+    (err: Error) => {
+      throw new ConfigError(`--listen ${config.listenHost} cannot be resolved (${err.message})`);
+    },
+  );
+  const refusal = openListenRefusal(config, config.listenHost, addresses);
+  if (refusal !== undefined) throw new ConfigError(refusal);
 }
 
 /** `regshim convert <file>`: the image manifest regshim would store for a cache index file. */

@@ -1,7 +1,8 @@
 // The authentication part of the configuration: where upstream credentials come from, who
 // may use regshim, and the rule that keeps a credentialed regshim off open networks.
 // Pure like config.ts: files arrive through the reader it is given.
-import { parseHtpasswd, type AccessRules } from './access/gate.js';
+import type { AccessRules } from './access/gate.js';
+import { type Htpasswd, parseHtpasswd } from './access/htpasswd.js';
 import { type CredentialSpec, lookupDockerConfig } from './registry/auth/docker-config.js';
 
 export interface AuthConfig {
@@ -22,6 +23,11 @@ export interface RawAuthConfig {
   upstreamPassword?: string | undefined;
   upstreamPasswordFile?: string | undefined;
   authHtpasswd?: string | undefined;
+  authCheckThreads?: string | undefined;
+  authCheckQueue?: string | undefined;
+  authMaxFailuresPerUser?: string | undefined;
+  authMaxFailuresPerAddress?: string | undefined;
+  authFailureWindow?: string | undefined;
   allowRepository?: string[] | string | undefined;
   allowUnauthenticated?: boolean | string | undefined;
   credentialHelperTimeout?: string | undefined;
@@ -31,7 +37,10 @@ export const AUTH_DEFAULTS = { credentialHelperTimeoutMs: 10_000 };
 
 type Fail = (message: string) => Error;
 
-export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: string, read: (path: string) => string, fail: Fail): AuthConfig {
+/** The limits on password checks, parsed with the other limits (config.ts). */
+export type LoginLimits = Pick<AccessRules, 'passwordChecks' | 'failureLimits'>;
+
+export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: string, read: (path: string) => string, fail: Fail, loginLimits: LoginLimits): AuthConfig {
   const upstreamCredentials = parseCredentials(raw, upstream, read, fail);
   const htpasswd = raw.authHtpasswd === undefined ? undefined : parseHtpasswdFile(raw.authHtpasswd, read, fail);
   const allowRepositories = listOf(raw.allowRepository);
@@ -41,13 +50,9 @@ export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: s
     }
   }
   const allowUnauthenticated = raw.allowUnauthenticated === true || raw.allowUnauthenticated === 'true' || raw.allowUnauthenticated === '1';
-  if (upstreamCredentials && !htpasswd && !allowUnauthenticated && !isLoopback(listenHost)) {
-    throw fail(
-      `refusing to listen on ${listenHost} with upstream credentials (${upstreamCredentials.source}) and no inbound authentication: ` +
-        `anyone who reaches it could read and push with them. Add --auth-htpasswd <file>, listen on 127.0.0.1, ` +
-        `or pass --allow-unauthenticated if the network itself is the guard (a pod's own sidecar)`,
-    );
-  }
+  const config = { upstreamCredentials, access: { htpasswd, allowRepositories, ...loginLimits }, allowUnauthenticated };
+  const refusal = openListenRefusal(config, listenHost, [listenHost]);
+  if (refusal !== undefined) throw fail(refusal);
   let credentialHelperTimeoutMs = AUTH_DEFAULTS.credentialHelperTimeoutMs;
   if (raw.credentialHelperTimeout !== undefined) {
     const n = Number(raw.credentialHelperTimeout);
@@ -56,7 +61,7 @@ export function parseAuthConfig(raw: RawAuthConfig, upstream: URL, listenHost: s
     }
     credentialHelperTimeoutMs = Math.round(n * 1000);
   }
-  return { upstreamCredentials, access: { htpasswd, allowRepositories }, allowUnauthenticated, credentialHelperTimeoutMs };
+  return { ...config, credentialHelperTimeoutMs };
 }
 
 function parseCredentials(raw: RawAuthConfig, upstream: URL, read: (path: string) => string, fail: Fail): CredentialSpec | undefined {
@@ -95,9 +100,9 @@ function parseCredentials(raw: RawAuthConfig, upstream: URL, read: (path: string
   return spec;
 }
 
-function parseHtpasswdFile(path: string, read: (path: string) => string, fail: Fail): Map<string, string> {
+function parseHtpasswdFile(path: string, read: (path: string) => string, fail: Fail): Htpasswd {
   try {
-    return parseHtpasswd(readOrFail(read, '--auth-htpasswd', path, fail), path);
+    return { file: path, users: parseHtpasswd(readOrFail(read, '--auth-htpasswd', path, fail), path) };
   } catch (err) {
     throw fail(`--auth-htpasswd: ${(err as Error).message}`);
   }
@@ -116,7 +121,32 @@ function listOf(value: string[] | string | undefined): string[] {
   return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
 }
 
-/** 127.0.0.0/8, ::1 and localhost: only processes on this machine (this pod) reach them. */
+/**
+ * Why regshim must not listen on these addresses, or undefined: with upstream credentials
+ * and no inbound authentication, anyone who reaches it could read and push with them. The
+ * addresses are those `host` names: itself when a literal, what it resolves to, or what was
+ * bound (a name is judged by its addresses: /etc/hosts may map `localhost` anywhere).
+ */
+export function openListenRefusal(config: ListenRuleConfig, host: string, addresses: readonly string[]): string | undefined {
+  if (!config.upstreamCredentials || !mustListenOnLoopback(config)) return undefined;
+  const open = addresses.filter((a) => !isLoopback(a));
+  if (open.length === 0) return undefined;
+  const where = open.length === 1 && open[0] === host ? host : `${host} (${open.join(', ')})`;
+  return (
+    `refusing to listen on ${where} with upstream credentials (${config.upstreamCredentials.source}) and no inbound authentication: ` +
+    `anyone who reaches it could read and push with them. Add --auth-htpasswd <file>, listen on 127.0.0.1, ` +
+    `or pass --allow-unauthenticated if the network itself is the guard (a pod's own sidecar)`
+  );
+}
+
+type ListenRuleConfig = Pick<AuthConfig, 'upstreamCredentials' | 'access' | 'allowUnauthenticated'>;
+
+/** Upstream credentials, and nothing else in front of them: only loopback will do. */
+export function mustListenOnLoopback(config: ListenRuleConfig): boolean {
+  return config.upstreamCredentials !== undefined && !config.access.htpasswd && !config.allowUnauthenticated;
+}
+
+/** 127.0.0.0/8, ::1 and the name localhost (whose addresses are judged again once resolved). */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::ffff:127.0.0.1';
+  return host === 'localhost' || host === '::1' || /^(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

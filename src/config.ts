@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { type AuthConfig, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
+import { type AuthConfig, type LoginLimits, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -87,6 +87,14 @@ export const DEFAULTS = {
   clientHeaderTimeoutMs: 60_000,
   maxHeaderBytes: 16 * 1024,
   maxHeaderCount: 100,
+  /** Password checks (bcrypt) at once, off the event loop; each thread adds some 13 MiB of RSS while it runs. */
+  authCheckThreads: 1,
+  /** Password checks waiting for a thread; more are answered 429. */
+  authCheckQueue: 16,
+  authMaxFailuresPerUser: 10,
+  /** Higher than per user: clients behind one NAT or ingress share an address. */
+  authMaxFailuresPerAddress: 50,
+  authFailureWindowMs: 60_000,
   /** One process measured best on 2 shared cores (README, Performance); 'auto': one per CPU, at most 4. */
   workers: '1',
   maxAutoWorkers: 4,
@@ -128,7 +136,7 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
     ...parseLimits(raw),
     workers: parseWorkers(raw.workers ?? DEFAULTS.workers),
-    ...parseAuthConfig(raw, upstream, listenHost, (path) => files.read(path), (message) => new ConfigError(message)),
+    ...parseAuthConfig(raw, upstream, listenHost, (path) => files.read(path), (message) => new ConfigError(message), parseLoginLimits(raw)),
   });
 }
 
@@ -146,6 +154,20 @@ function parseLimits(raw: RawConfig) {
     clientHeaderTimeoutMs: parseSeconds('--client-header-timeout', raw.clientHeaderTimeout, DEFAULTS.clientHeaderTimeoutMs),
     maxHeaderBytes: parseBytes('--max-header-bytes', raw.maxHeaderBytes, DEFAULTS.maxHeaderBytes),
     maxHeaderCount: parseCount('--max-header-count', raw.maxHeaderCount, DEFAULTS.maxHeaderCount),
+  };
+}
+
+function parseLoginLimits(raw: RawConfig): LoginLimits {
+  return {
+    passwordChecks: {
+      threads: parseCount('--auth-check-threads', raw.authCheckThreads, DEFAULTS.authCheckThreads),
+      queue: parseCount('--auth-check-queue', raw.authCheckQueue, DEFAULTS.authCheckQueue),
+    },
+    failureLimits: {
+      perUser: parseCount('--auth-max-failures-per-user', raw.authMaxFailuresPerUser, DEFAULTS.authMaxFailuresPerUser),
+      perAddress: parseCount('--auth-max-failures-per-address', raw.authMaxFailuresPerAddress, DEFAULTS.authMaxFailuresPerAddress),
+      windowMs: parseSeconds('--auth-failure-window', raw.authFailureWindow, DEFAULTS.authFailureWindowMs),
+    },
   };
 }
 

@@ -6,11 +6,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
+import { formValuesRefusal } from './access/form-body.js';
 import { createGate } from './access/gate.js';
 import { DigestMap } from './cache/digest-map.js';
 import { UpstreamAnswer } from './cache/exchange.js';
 import { createManifestHandlers } from './cache/manifests.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
+import { openListenRefusal } from './config-auth.js';
 import { createManifestAdmission } from './intake/admission.js';
 import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
@@ -26,8 +28,10 @@ import { Upstream } from './registry/upstream.js';
 export interface RegShim {
   readonly server: http.Server;
   readonly log: Logger;
-  /** Starts listening; resolves with the URL clients use. */
+  /** Starts listening; resolves with the URL clients use. Rejects with a ConfigError when the bound address breaks the open-listen rule. */
   listen(): Promise<URL>;
+  /** Reads the --auth-htpasswd file again now (SIGHUP). */
+  reload(): Promise<void>;
   /** Stops accepting, ends open connections, releases upstream sockets. */
   close(): Promise<void>;
 }
@@ -60,7 +64,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
         metrics,
       })
     : undefined;
-  const gate = createGate(config.access, metrics);
+  const gate = createGate(config.access, metrics, log);
   const upstream = new Upstream(config, auth);
   const passthrough = createPassthrough(config, log, metrics, auth);
   const map = new DigestMap(config.cacheMaxBytes, {
@@ -125,9 +129,15 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (OWN_PATHS.has(pathname)) return proceed(req, res, app);
     if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics'));
     if (refuseBodyOnDelete(req, res)) return;
-    if (!gate) return dispatch(req, res, route);
     const q = target.path.indexOf('?');
-    gate(req, res, route, new URLSearchParams(q === -1 ? '' : target.path.slice(q + 1))).then(
+    const query = q === -1 ? '' : target.path.slice(q + 1);
+    const formRefusal = formValuesRefusal(req.headers, query);
+    if (formRefusal !== undefined) {
+      metrics.inboundAuthFailures.inc({ reason: 'form-body' });
+      return refuse(req, res, new OciError('UNSUPPORTED', formRefusal));
+    }
+    if (!gate) return dispatch(req, res, route);
+    gate(req, res, route, new URLSearchParams(query)).then(
       (allowed) => {
         if (!allowed) return;
         // Credentials for regshim are not the upstream's business.
@@ -157,6 +167,13 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
         server.listen(config.listenPort, config.listenHost, () => {
           server.off('error', reject);
           const address = server.address() as AddressInfo;
+          // Judged again on the address bound: a name (localhost) may resolve anywhere.
+          const refusal = openListenRefusal(config, config.listenHost, [address.address]);
+          if (refusal !== undefined) {
+            server.close();
+            reject(new ConfigError(refusal));
+            return;
+          }
           const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
           const url = new URL(`${config.tlsCert ? 'https' : 'http'}://${host}:${address.port}`);
           log.info({ url: url.origin, upstream: config.upstream.origin }, 'listening');
@@ -170,6 +187,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
           }
         });
       }),
+    reload: async () => gate?.reload(),
     close: () => (closing ??= stop()),
   };
 
@@ -185,6 +203,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     passthrough.close();
     await upstream.close();
     await auth?.close();
+    await gate?.close();
   }
 }
 

@@ -27,9 +27,10 @@ export function isWorker(): boolean {
  * Runs `count` workers and keeps them running: a worker that dies is replaced, unless it
  * died before it ever listened (a bad port, say), which stops everything with exit code 1.
  * SIGTERM or SIGINT is passed on to every worker, which drains its requests and exits; the
- * primary exits 0 once all have exited 0.
+ * primary exits 0 once all have exited 0. SIGHUP (read the htpasswd file again) is passed
+ * on when asked for; otherwise it keeps its default, which ends the process.
  */
-export function superviseWorkers(count: number, log: Logger): Promise<void> {
+export function superviseWorkers(count: number, log: Logger, options: { forwardSighup?: boolean } = {}): Promise<void> {
   let stopping = false;
   let lastRestart = 0;
   const listening = new WeakSet<Worker>();
@@ -84,6 +85,12 @@ export function superviseWorkers(count: number, log: Logger): Promise<void> {
     });
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    if (options.forwardSighup) {
+      // A worker still starting reads the file as it starts, and may not handle the signal yet.
+      process.on('SIGHUP', () => {
+        for (const worker of Object.values(cluster.workers ?? {})) if (worker && listening.has(worker)) worker.process.kill('SIGHUP');
+      });
+    }
     for (let i = 0; i < count; i++) fork();
     log.info({ workers: count }, 'started workers');
   });

@@ -61,8 +61,20 @@ export function createMetrics() {
     }),
     inboundAuthFailures: new Counter({
       name: 'regshim_inbound_auth_failures_total',
-      help: 'Client requests refused before reaching the upstream, by reason (unauthorized, denied)',
+      help: 'Client requests refused before reaching the upstream, by reason (unauthorized, denied, limited, form-body)',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    inboundAuthLimited: new Counter({
+      name: 'regshim_inbound_auth_limited_total',
+      help: 'Logins answered 429 without a password check, by the limit reached (user, address, queue)',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    }),
+    htpasswdReloads: new Counter({
+      name: 'regshim_htpasswd_reloads_total',
+      help: 'Readings of the --auth-htpasswd file after start (changed or SIGHUP), by result (ok, failed)',
+      labelNames: ['result'] as const,
       registers: [registry],
     }),
   };

@@ -12,6 +12,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { scopeOfPath } from '../registry/auth/scope.js';
 import type { UpstreamAuth } from '../registry/auth/upstream-auth.js';
 import { OciError } from '../registry/errors.js';
+import { hopByHopNames } from '../registry/hop-by-hop.js';
 import { NOT_FORWARDED, upstreamAuthorization } from '../registry/upstream.js';
 import { BlobRelay } from './relay.js';
 import { releaseWrittenChunks } from './release-written.js';
@@ -31,6 +32,9 @@ const callOptions = new WeakMap<IncomingMessage, { selfHandleResponse?: boolean 
 const retried = new WeakSet<IncomingMessage>();
 // What an ingress says about the client's side stays with regshim (registry/upstream.ts).
 const FORWARDING_HEADERS = [...NOT_FORWARDED].filter((h) => h === 'forwarded' || h.startsWith('x-'));
+// Kept although hop-by-hop or named by Connection: the body's framing (the proxy sends the
+// body on as it came, chunked or not) and the target.
+const FRAMING = new Set(['host', 'content-length', 'transfer-encoding']);
 
 export function createPassthrough(config: Config, log: Logger, metrics: Metrics, auth?: UpstreamAuth): Passthrough {
   const tlsUpstream = config.upstream.protocol === 'https:';
@@ -118,9 +122,9 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     origins.set(req, publicOrigin(req.headers, tlsClients, fallbackHost));
     for (const name of FORWARDING_HEADERS) delete req.headers[name];
-    // Hop-by-hop (RFC 9110 section 7.6.1): a client's `Connection: close` is about its own
-    // connection; passed on, it would close regshim's keep-alive connection upstream too.
-    for (const name of hopByHop(req.headers)) delete req.headers[name];
+    // A client's `Connection: close` is about its own connection; passed on, it would close
+    // regshim's keep-alive connection upstream too. Proxy-Authorization is not the registry's.
+    for (const name of hopByHopNames(req.headers)) if (!FRAMING.has(name)) delete req.headers[name];
     // node:http has already answered 100 Continue; left in, Expect makes http-proxy skip its proxyReq hook.
     delete req.headers.expect;
     if (!auth) return forward(req, res);
@@ -213,15 +217,6 @@ export function refuseBodyOnDelete(req: IncomingMessage, res: ServerResponse): b
   if ((method !== 'DELETE' && method !== 'OPTIONS') || !hasBody(req)) return false;
   answerAndClose(req, res, new OciError('UNSUPPORTED', `a ${method} request must not carry a body`));
   return true;
-}
-
-// Never removed because Connection names them: the request's framing and its target.
-const KEPT = new Set(['', 'host', 'content-length', 'transfer-encoding']);
-
-/** The hop-by-hop headers of a request: the fixed ones and those its Connection names. */
-function hopByHop(headers: IncomingMessage['headers']): string[] {
-  const named = (headers.connection ?? '').split(',').map((t) => t.trim().toLowerCase()).filter((t) => !KEPT.has(t));
-  return ['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', ...named];
 }
 
 function hasBody(req: IncomingMessage): boolean {

@@ -7,6 +7,7 @@
 // idle timeouts, Location rewriting, keep-alive. Every other request goes through the proxy.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net from 'node:net';
+import { HOP_BY_HOP } from '../registry/hop-by-hop.js';
 import { release } from './release-written.js';
 import { type BodyFraming, type ResponseHead, ChunkedDecoder, HeadParser, framingOf } from './relay-http.js';
 
@@ -34,7 +35,8 @@ const IN_FLIGHT = 4;
 const POOL_KEEP = 16;
 const MAX_IDLE_SOCKETS = 32;
 const IDLE_SOCKET_MS = 30_000;
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'host']);
+/** Request headers the relay never copies: hop-by-hop, and those it writes itself. */
+const NOT_COPIED: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'expect', 'host', 'authorization']);
 
 /** One upstream connection; its reads land in pooled buffers and go wherever `sink` says. */
 interface Conn {
@@ -318,7 +320,7 @@ export class BlobRelay {
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
       // Headers the pass-through removed from req.headers (forwarding, hop-by-hop) stay here too.
-      if (!HOP_BY_HOP.has(name) && name !== 'authorization' && req.headers[name] !== undefined) lines.push(`${raw[i]}: ${raw[i + 1]}`);
+      if (!NOT_COPIED.has(name) && req.headers[name] !== undefined) lines.push(`${raw[i]}: ${raw[i + 1]}`);
     }
     // Authorization as the pass-through left it: the client's, regshim's own, or none.
     const authorization = req.headers.authorization;

@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import { scopeOfPath } from './auth/scope.js';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { OciError } from './errors.js';
+import { HOP_BY_HOP, hopByHopNames } from './hop-by-hop.js';
 
 export type Headers = Record<string, string | string[]>;
 
@@ -30,13 +31,12 @@ export interface UpstreamRequest {
   maxBodyBytes: number;
 }
 
-// Hop-by-hop headers (RFC 9110 section 7.6.1), those regshim sets itself, and what an
-// ingress adds about the client's side. The upstream answers regshim, and regshim rewrites
+// Hop-by-hop headers, those regshim sets itself, and what an ingress adds about the
+// client's side. The upstream answers regshim, and regshim rewrites
 // the Locations it sends to name the origin the client used: a registry that saw
 // X-Forwarded-Host would name that host in an upload Location, on regshim's own uploads too.
 export const NOT_FORWARDED: ReadonlySet<string> = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'host', 'content-length', 'expect',
+  ...HOP_BY_HOP, 'host', 'content-length', 'expect',
   'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix',
   'x-forwarded-server', 'x-real-ip',
 ]);
@@ -44,8 +44,9 @@ export const NOT_FORWARDED: ReadonlySet<string> = new Set([
 /** The client's request headers that go on to the upstream: Authorization among them, unchanged. */
 export function forwardedRequestHeaders(headers: IncomingHttpHeaders, overrides: Headers = {}): Headers {
   const out: Headers = {};
+  const dropped = new Set(hopByHopNames(headers));
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || NOT_FORWARDED.has(name)) continue;
+    if (value === undefined || NOT_FORWARDED.has(name) || dropped.has(name)) continue;
     out[name] = value;
   }
   return Object.assign(out, overrides);

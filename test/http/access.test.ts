@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuthedUpstream, secretsOf, startAuthedUpstream } from '../support/auth-upstream.js';
+import { type AuthedUpstream, basicAuth, secretsOf, startAuthedUpstream } from '../support/auth-upstream.js';
 import { pushBlob } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type CountingProxy, startCountingProxy } from '../support/counting-proxy.js';
@@ -12,7 +12,6 @@ import { type RunningShim, startShim } from '../support/regshim.js';
 
 const CLIENT = 'ci';
 const CLIENT_PASSWORD = 'client-pw-77aa-unique';
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
 const cleanup = new Cleanup();
 let up: AuthedUpstream;
@@ -42,8 +41,8 @@ afterAll(() => cleanup.run());
 describe('inbound authentication (--auth-htpasswd)', () => {
   it.each([
     ['no credentials', undefined],
-    ['a wrong password', basic(CLIENT, 'wrong')],
-    ['an unknown user', basic('nobody', CLIENT_PASSWORD)],
+    ['a wrong password', basicAuth(CLIENT, 'wrong')],
+    ['an unknown user', basicAuth('nobody', CLIENT_PASSWORD)],
     ['a Bearer token', 'Bearer abc'],
   ])('%s: 401 with a Basic challenge for regshim, and the upstream sees nothing', async (_, authorization) => {
     wire.take();
@@ -70,7 +69,7 @@ describe('inbound authentication (--auth-htpasswd)', () => {
   });
 
   it('a client that logs in reaches the upstream with regshim’s credentials, not its own', async () => {
-    const authorization = basic(CLIENT, CLIENT_PASSWORD);
+    const authorization = basicAuth(CLIENT, CLIENT_PASSWORD);
     const digest = await pushBlob(shim.url, 'team/app', Buffer.from('through the gate'), { authorization });
     const got = await fetch(`${shim.url}/v2/team/app/blobs/${digest}`, { headers: { authorization } });
     expect(got.status).toBe(200);
@@ -78,7 +77,7 @@ describe('inbound authentication (--auth-htpasswd)', () => {
 });
 
 describe('--allow-repository', () => {
-  const authorization = basic(CLIENT, CLIENT_PASSWORD);
+  const authorization = basicAuth(CLIENT, CLIENT_PASSWORD);
 
   it.each([
     ['GET', '/v2/other/app/tags/list'],
@@ -118,7 +117,7 @@ describe('an upload refused upstream although it carried regshim’s credentials
     const htpasswd = join(dir, 'clients.htpasswd');
     await writeFile(htpasswd, `${CLIENT}:${bcrypt.hashSync(CLIENT_PASSWORD, 5)}\n`);
     const s = await local.track(startShim(basicUp.registry.url, { upstreamUsername: basicUp.username, upstreamPassword: basicUp.password, authHtpasswd: htpasswd }));
-    const authorization = basic(CLIENT, CLIENT_PASSWORD);
+    const authorization = basicAuth(CLIENT, CLIENT_PASSWORD);
     const post = await fetch(`${s.url}/v2/team/app/blobs/uploads/`, { method: 'POST', headers: { authorization } });
     expect(post.status).toBe(202);
     // The registry's password changes under regshim (a revoked key): the body cannot be replayed.

@@ -22,9 +22,32 @@ describe('regshim serve with upstream credentials', () => {
     expect(r.stderr + r.stdout).not.toContain('pw-cli-1234');
   });
 
+  // A private mount namespace (unshare -rm) with its own /etc/hosts, where `localhost` names another address.
+  it.each([
+    ['10.99.0.1', 'an address of another machine'],
+    ['0.0.0.0', 'every address'],
+  ])('--listen localhost:PORT where /etc/hosts maps localhost to %s (%s): exit 2, naming the address', async (address) => {
+    const dir = await cleanup.tempDir('regshim-cli-hosts-');
+    const hosts = join(dir, 'hosts');
+    await writeFile(hosts, `${address} localhost\n`);
+    const port = await freePort();
+    const script = 'mount --bind "$0" /etc/hosts && exec "$@"';
+    const r = await runCommand('unshare', ['-rm', 'sh', '-c', script, hosts, process.execPath, bin, '--upstream', 'https://r.example', '--listen', `localhost:${port}`, '--upstream-username', 'u'], {
+      env: { ...process.env, REGSHIM_UPSTREAM_PASSWORD: 'pw-cli-hosts-77' },
+      timeoutMs: 30_000,
+    });
+    expect(r.stderr).toContain(`refusing to listen on localhost (${address}) with upstream credentials`);
+    expect(r.code).toBe(2);
+    expect(r.stderr + r.stdout).not.toContain('pw-cli-hosts-77');
+  });
+
   it('--help lists the credential and access flags with their environment variables', async () => {
     const r = await runCommand(process.execPath, [bin, 'serve', '--help'], { timeoutMs: 30_000 });
-    for (const text of ['REGSHIM_DOCKER_CONFIG', 'REGSHIM_UPSTREAM_USERNAME', 'REGSHIM_UPSTREAM_PASSWORD', 'REGSHIM_UPSTREAM_PASSWORD_FILE', 'REGSHIM_AUTH_HTPASSWD', 'REGSHIM_ALLOW_REPOSITORY', 'REGSHIM_ALLOW_UNAUTHENTICATED', 'REGSHIM_CREDENTIAL_HELPER_TIMEOUT']) {
+    for (const text of [
+      'REGSHIM_DOCKER_CONFIG', 'REGSHIM_UPSTREAM_USERNAME', 'REGSHIM_UPSTREAM_PASSWORD', 'REGSHIM_UPSTREAM_PASSWORD_FILE', 'REGSHIM_AUTH_HTPASSWD', 'REGSHIM_ALLOW_REPOSITORY',
+      'REGSHIM_ALLOW_UNAUTHENTICATED', 'REGSHIM_CREDENTIAL_HELPER_TIMEOUT', 'REGSHIM_AUTH_CHECK_THREADS', 'REGSHIM_AUTH_CHECK_QUEUE', 'REGSHIM_AUTH_MAX_FAILURES_PER_USER',
+      'REGSHIM_AUTH_MAX_FAILURES_PER_ADDRESS', 'REGSHIM_AUTH_FAILURE_WINDOW',
+    ]) {
       expect(r.stdout).toContain(text);
     }
   });

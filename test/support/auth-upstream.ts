@@ -54,3 +54,8 @@ export async function startAuthedUpstream(kind: UpstreamAuthKind, dir: string, e
 export function secretsOf(up: AuthedUpstream): string[] {
   return [up.password, Buffer.from(`${up.username}:${up.password}`).toString('base64'), ...(up.tokens?.tokens ?? [])];
 }
+
+/** An `Authorization: Basic` value, for regshim's own login or an upstream's. */
+export function basicAuth(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}

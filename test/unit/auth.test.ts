@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config.js';
-import { isLoopback } from '../../src/config-auth.js';
+import { isLoopback, openListenRefusal } from '../../src/config-auth.js';
 import { parseChallenge } from '../../src/registry/auth/challenge.js';
 import { lookupDockerConfig, parseHelperOutput } from '../../src/registry/auth/docker-config.js';
-import { scopeOf, scopeOfPath } from '../../src/registry/auth/scope.js';
+import { repositoriesOf, scopeOf, scopeOfPath } from '../../src/registry/auth/scope.js';
 import { parseRoute } from '../../src/registry/routes.js';
 
 describe('parseChallenge', () => {
@@ -115,13 +115,13 @@ describe('auth configuration', () => {
   it('--allow-unauthenticated or --auth-htpasswd lifts the rule', () => {
     expect(parseConfig({ ...base, listen: '0.0.0.0:5000', allowUnauthenticated: true }).allowUnauthenticated).toBe(true);
     const hash = '$2b$05$' + 'a'.repeat(53);
-    expect(parseConfig({ ...base, listen: '0.0.0.0:5000', authHtpasswd: '/h' }, files({ '/h': `ci:${hash}\n` })).access.htpasswd?.get('ci')).toBe(hash);
+    expect(parseConfig({ ...base, listen: '0.0.0.0:5000', authHtpasswd: '/h' }, files({ '/h': `ci:${hash}\n` })).access.htpasswd?.users.get('ci')).toBe(hash);
   });
 
   it('without upstream credentials nothing changes: no rule, no credentials', () => {
     const config = parseConfig({ upstream: 'https://r.example', listen: '0.0.0.0:5000' });
     expect(config.upstreamCredentials).toBeUndefined();
-    expect(config.access).toEqual({ htpasswd: undefined, allowRepositories: [] });
+    expect(config.access).toMatchObject({ htpasswd: undefined, allowRepositories: [] });
   });
 
   it.each([
@@ -147,7 +147,36 @@ describe('auth configuration', () => {
     expect(parseConfig({ upstream: 'https://r.example', allowRepository: ['team/*,base/**', 'x'] }).access.allowRepositories).toEqual(['team/*', 'base/**', 'x']);
   });
 
-  it.each([['127.0.0.1', true], ['127.1.2.3', true], ['::1', true], ['localhost', true], ['0.0.0.0', false], ['::', false], ['192.168.1.1', false]])('isLoopback(%s) = %s', (host, expected) => {
+  it.each([['127.0.0.1', true], ['127.1.2.3', true], ['::1', true], ['::ffff:127.0.0.1', true], ['localhost', true], ['0.0.0.0', false], ['::', false], ['192.168.1.1', false]])('isLoopback(%s) = %s', (host, expected) => {
     expect(isLoopback(host)).toBe(expected);
+  });
+
+  it('a name is judged by its addresses: localhost resolving off loopback is refused, naming them', () => {
+    const config = parseConfig({ ...base, listen: 'localhost:5000' });
+    expect(openListenRefusal(config, 'localhost', ['127.0.0.1', '::1'])).toBeUndefined();
+    expect(openListenRefusal(config, 'localhost', ['127.0.0.1', '10.0.0.5'])).toMatch(/^refusing to listen on localhost \(10\.0\.0\.5\) with upstream credentials/);
+    expect(openListenRefusal({ ...config, allowUnauthenticated: true }, 'localhost', ['10.0.0.5'])).toBeUndefined();
+  });
+});
+
+describe('repositoriesOf', () => {
+  const upload = parseRoute('/v2/team/x/blobs/uploads/');
+  it.each([
+    ['mount=sha256:0&from=team/z', ['team/x', 'team/z']],
+    // Distribution takes the first `from`; every one is checked, whichever it is.
+    ['mount=sha256:0&from=team/z&from=other/y', ['team/x', 'team/z', 'other/y']],
+    ['from=other/y', ['team/x', 'other/y']],
+    ['fr%6Fm=other/y', ['team/x', 'other/y']],
+    ['from=team/x', ['team/x']],
+  ])('an upload with %s reaches %j', (query, expected) => {
+    expect(repositoriesOf(upload, new URLSearchParams(query))).toEqual(expected);
+  });
+
+  it('a mount asks for pull on every source', () => {
+    expect(scopeOfPath('POST', '/v2/team/x/blobs/uploads/?mount=sha256:0&from=team/z&from=other/y')).toEqual([
+      'repository:other/y:pull',
+      'repository:team/x:pull,push',
+      'repository:team/z:pull',
+    ]);
   });
 });

@@ -11,10 +11,7 @@ export function scopeOf(method: string, route: Route, query: URLSearchParams): s
   if (route.kind === 'catalog') return ['registry:catalog:*'];
   if (!('name' in route)) return [];
   const scopes = [`repository:${route.name}:${actionsOf(method)}`];
-  const from = query.get('from');
-  if (route.kind === 'upload' && method === 'POST' && query.has('mount') && from !== null && from !== route.name) {
-    scopes.push(`repository:${from}:pull`);
-  }
+  if (method === 'POST' && query.has('mount')) scopes.push(...mountSources(route, query).map((from) => `repository:${from}:pull`));
   return scopes.sort();
 }
 
@@ -31,11 +28,19 @@ function actionsOf(method: string): string {
   }
 }
 
-/** The repositories a request reaches: its own and, for a mount, the one it reads from. */
+/** The repositories a request reaches: its own and, for a mount, the ones it reads from. */
 export function repositoriesOf(route: Route, query: URLSearchParams): string[] {
   if (!('name' in route)) return [];
-  const from = route.kind === 'upload' ? query.get('from') : null;
-  return from !== null && from !== route.name ? [route.name, from] : [route.name];
+  return [route.name, ...mountSources(route, query)];
+}
+
+/**
+ * Every `from` of an upload but its own name. Distribution takes the first (Go's FormValue),
+ * and drops pairs it cannot decode; all are checked, so whichever it takes was checked.
+ */
+function mountSources(route: Route, query: URLSearchParams): string[] {
+  if (route.kind !== 'upload') return [];
+  return [...new Set(query.getAll('from'))].filter((from) => from !== route.name);
 }
 
 /** scopeOf for a request path with its query, as regshim's own calls and the proxy have it. */
