@@ -13,6 +13,7 @@ import { createManifestHandlers } from './cache/manifests.js';
 import type { Config } from './config.js';
 import { createManifestAdmission } from './intake/admission.js';
 import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
+import { memoryBudget } from './memory-budget.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
 import { trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger, requestLogger } from './observability/log.js';
@@ -48,6 +49,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
   const log = createLogger(config.logLevel, options.logDestination);
   const requestLog = requestLogger(log);
   const metrics = createMetrics();
+  metrics.memoryBudget.set(memoryBudget(config).total);
   options.clusterMetrics?.attach(metrics.registry);
   const auth = config.upstreamCredentials
     ? new UpstreamAuth({

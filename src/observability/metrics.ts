@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics of one server; each server has its own registry, so tests don't share. */
 export function createMetrics() {
@@ -63,6 +63,13 @@ export function createMetrics() {
       name: 'regshim_inbound_auth_failures_total',
       help: 'Client requests refused before reaching the upstream, by reason (unauthorized, denied)',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    memoryBudget: new Gauge({
+      name: 'regshim_memory_budget_bytes',
+      help: 'The most memory regshim can hold with its flags, all processes together (docs/operations.md, Memory sizing): compare the resident set with it',
+      // Every worker sets the same figure: summed over workers it would count them twice.
+      aggregator: 'max',
       registers: [registry],
     }),
   };
