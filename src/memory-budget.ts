@@ -13,7 +13,7 @@ const MiB = 1024 * KiB;
 const START_UP = 84 * MiB;
 /**
  * What a process grows by under mixed load whatever its bounds: code compiled, objects the
- * 1 MiB young generation promotes. 300 rounds of small requests of every kind: 24-37 MiB.
+ * 1 MiB young generation promotes. 300 rounds of small requests of every kind: 23-36 MiB.
  */
 const HEAP_GROWTH = 40 * MiB;
 /** Dead buffers not yet freed: V8 collects once external memory has grown this much (its soft limit). */
@@ -28,8 +28,8 @@ const DIGEST_MAP_PER_COUNTED_BYTE = 2.5;
 /**
  * The texts and parsed documents of manifests read since the last full collection, per byte
  * of --max-manifest-bytes-in-flight: V8's old generation grows past them before it collects.
- * A wave of slow 4 MB PUTs at a 32 MiB bound added up to 143 MiB to a process whose map was
- * full: 32 live, 64 of dead buffers, 47 of dead heap.
+ * A wave of slow 4 MB PUTs at a 32 MiB bound added up to 145 MiB to a process whose map was
+ * full: 32 live, 64 of dead buffers, 49 of dead heap.
  */
 const HEAP_GARBAGE_PER_IN_FLIGHT_BYTE = 1.5;
 /** A client connection besides its head (up to --max-header-bytes): socket, parser, request objects. 16-26 KiB measured with 15 KiB heads. */
