@@ -3,7 +3,9 @@
 // mixed load: the digest map full, manifest bytes in flight at their bound, client
 // connections at theirs (each with a head half sent), and a relayed download on every
 // upstream connection with its client not reading. Its peak RSS stays under the sum. Small
-// bounds keep the run short and the sum tight enough that a term left out shows.
+// bounds keep the run short and the sum tight: 207-313 MiB against 331 in thirteen runs, and
+// over the sum with the garbage terms left out or the in-flight bound raised eightfold
+// without the sum knowing (docs/operations.md, Memory sizing).
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +32,7 @@ const ARGS = [
   '--upstream-connections', FLAGS.upstreamConnections,
 ];
 const REPO = 'budget/app';
-/** Connections the test itself uses besides the held ones: the PUTs, the downloads, /metrics. */
+/** Connections the test itself uses besides the held ones: fetch's kept-alive pool, the slow PUTs, the downloads. */
 const WORKING_CONNECTIONS = 56;
 
 const cleanup = new Cleanup();
