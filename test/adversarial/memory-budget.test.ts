@@ -3,7 +3,7 @@
 // mixed load: the digest map full, manifest bytes in flight at their bound, client
 // connections at theirs (each with a head half sent), and a relayed download on every
 // upstream connection with its client not reading. Its peak RSS stays under the sum. Small
-// bounds keep the run short and the sum tight: 207-313 MiB against 331 in thirteen runs, and
+// bounds keep the run short and the sum tight: 207-313 MiB against 331 in seventeen runs, and
 // over the sum with the garbage terms left out or the in-flight bound raised eightfold
 // without the sum knowing (docs/operations.md, Memory sizing).
 import http from 'node:http';
