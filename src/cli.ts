@@ -8,6 +8,7 @@ import { toImageManifest, readConvertedManifest, restoreIndex } from './cache/co
 import { classifyManifest } from './cache/detect.js';
 import { type Config, ConfigError, DEFAULTS, type RawConfig, parseConfig } from './config.js';
 import { mustListenOnLoopback, openListenRefusal } from './config-auth.js';
+import { formatMemoryBudget, memoryBudget } from './memory-budget.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from './registry/media-types.js';
 import { createLogger } from './observability/log.js';
 import { isWorker, superviseWorkers, workerMetrics } from './workers.js';
@@ -51,10 +52,13 @@ function serveOptions(cmd: Command): Command {
         .env('REGSHIM_ALLOW_REPOSITORY')
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
     )
-    .addOption(new Option('--allow-unauthenticated', 'listen beyond loopback with upstream credentials and no --auth-htpasswd (env REGSHIM_ALLOW_UNAUTHENTICATED=1)'));
+    .addOption(new Option('--allow-unauthenticated', 'listen beyond loopback with upstream credentials and no --auth-htpasswd (env REGSHIM_ALLOW_UNAUTHENTICATED=1)'))
+    .addOption(new Option('--print-memory-budget', 'print the most memory regshim can hold with these flags, term by term, and exit'));
 }
 
-async function serve(opts: RawConfig): Promise<void> {
+type ServeOptions = RawConfig & { printMemoryBudget?: boolean };
+
+async function serve(opts: ServeOptions): Promise<void> {
   const raw: RawConfig = {
     ...opts,
     dockerConfigEnv: process.env.DOCKER_CONFIG,
@@ -62,6 +66,7 @@ async function serve(opts: RawConfig): Promise<void> {
     allowUnauthenticated: opts.allowUnauthenticated ?? process.env.REGSHIM_ALLOW_UNAUTHENTICATED,
   };
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
+  if (opts.printMemoryBudget) return void process.stdout.write(formatMemoryBudget(memoryBudget(config)));
   await refuseOpenListen(config);
   if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel), { forwardSighup: config.access.htpasswd !== undefined });
   // Loaded only where requests are served: a primary that only supervises workers stays small.
@@ -153,7 +158,7 @@ export async function main(argv: string[]): Promise<void> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   serveOptions(program.command('serve', { isDefault: true }).description('run the proxy (the default command)'))
     .exitOverride()
-    .action(async (opts: RawConfig) => serve(opts));
+    .action(async (opts: ServeOptions) => serve(opts));
   program
     .command('convert <file>')
     .description('print the OCI image manifest regshim stores for a cache index file')

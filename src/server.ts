@@ -15,6 +15,7 @@ import { type Config, ConfigError } from './config.js';
 import { openListenRefusal } from './config-auth.js';
 import { createManifestAdmission } from './intake/admission.js';
 import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
+import { memoryBudget } from './memory-budget.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
 import { trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger, requestLogger } from './observability/log.js';
@@ -52,6 +53,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
   const log = createLogger(config.logLevel, options.logDestination);
   const requestLog = requestLogger(log);
   const metrics = createMetrics();
+  metrics.memoryBudget.set(memoryBudget(config).total);
   options.clusterMetrics?.attach(metrics.registry);
   const auth = config.upstreamCredentials
     ? new UpstreamAuth({

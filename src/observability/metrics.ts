@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics of one server; each server has its own registry, so tests don't share. */
 export function createMetrics() {
@@ -75,6 +75,13 @@ export function createMetrics() {
       name: 'regshim_htpasswd_reloads_total',
       help: 'Readings of the --auth-htpasswd file after start (changed or SIGHUP), by result (ok, failed)',
       labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    memoryBudget: new Gauge({
+      name: 'regshim_memory_budget_bytes',
+      help: 'The most memory regshim can hold with its flags, all processes together (docs/operations.md, Memory sizing): compare the resident set with it',
+      // Every worker sets the same figure: summed over workers it would count them twice.
+      aggregator: 'max',
       registers: [registry],
     }),
   };

@@ -28,11 +28,11 @@ export interface RelayOptions {
   onError(err: Error, req: IncomingMessage, res: ServerResponse): void;
 }
 
-const BUFFER_SIZE = 256 * 1024;
+export const BUFFER_SIZE = 256 * 1024;
 /** Reads in flight to the client per download; past this the upstream socket pauses. */
-const IN_FLIGHT = 4;
+export const IN_FLIGHT = 4;
 /** Free buffers kept for the next downloads; the rest go to the garbage collector. */
-const POOL_KEEP = 16;
+export const POOL_KEEP = 16;
 const MAX_IDLE_SOCKETS = 32;
 const IDLE_SOCKET_MS = 30_000;
 /** Request headers the relay never copies: hop-by-hop, and those it writes itself. */
