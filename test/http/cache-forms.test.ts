@@ -4,7 +4,7 @@
 // (the GitLab container registry's "Supported Media Types"), with an instrumented wire in
 // front of the gate so upstream request counts are exact.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getManifest, pushBlobs, putManifest, sha256 } from '../support/blobs.js';
+import { getManifest, pushBlobs, putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type CountingProxy, startCountingProxy } from '../support/counting-proxy.js';
 import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
