@@ -26,15 +26,16 @@ import type { FormChoice } from './form-choice.js';
 import { type MadeIndex, indexOfBuildkitManifest } from './made-index.js';
 import { manifestsKeeping } from './stored-forms.js';
 
-// How long a made index blob, once seen stored, is not looked at again: a registry's garbage
-// collection removes it (no manifest references it), and the next read after that stores it again.
+// How long a made index blob, once seen stored (or refused to a reader), is not looked at
+// again: a registry's garbage collection removes it (no manifest references it), and the
+// next read after that stores it again.
 const MADE_BLOB_RECHECK_MS = 10 * 60_000;
 
 export type CacheLookup = ReturnType<typeof createLookup>;
 
 export function createLookup(config: Config, exchange: Exchange, map: DigestMap, log: Logger, metrics: Metrics, forms: FormChoice) {
   const { call, clientHeaders, getBlob, storeBlob } = exchange;
-  const madeBlobsSeen = new LRUCache<string, true>({ max: 10_000, ttl: MADE_BLOB_RECHECK_MS });
+  const madeBlobsSeen = new LRUCache<string, 'stored' | 'refused'>({ max: 10_000, ttl: MADE_BLOB_RECHECK_MS });
 
   /** What a manifest fetched from the upstream stands for; a made index is remembered with its bytes. */
   function describe(bytes: Buffer, manifestDigest: string): KnownManifest {
@@ -51,11 +52,13 @@ export function createLookup(config: Config, exchange: Exchange, map: DigestMap,
    * Stores a made index as a blob of the repository, so that any replica finds its manifest
    * from the index digest alone (findByIndexDigest). With the client's credentials, or
    * regshim's own when it has them; a pull-only client and none of its own cannot, and
-   * then only replicas that have read the tag answer for the digest: counted and logged.
+   * then only replicas that have read the tag answer for the digest: counted and logged,
+   * and not tried again on reads for a while (a pusher's PUT always tries).
    */
-  async function storeMadeIndex(req: IncomingMessage, res: ServerResponse, name: string, index: KnownIndex): Promise<void> {
+  async function storeMadeIndex(req: IncomingMessage, res: ServerResponse, name: string, index: KnownIndex, on: 'read' | 'push' = 'read'): Promise<void> {
     const key = `${name}@${index.indexDigest}`;
-    if (madeBlobsSeen.has(key)) return;
+    const seen = madeBlobsSeen.get(key);
+    if (seen === 'stored' || (seen === 'refused' && on === 'read')) return;
     let refusal: string | undefined;
     try {
       const refused = await storeBlob(req, res, name, index.indexDigest, index.bytes);
@@ -64,10 +67,8 @@ export function createLookup(config: Config, exchange: Exchange, map: DigestMap,
       refusal = (err as Error).message;
     }
     metrics.madeIndexBlobs.inc({ result: refusal === undefined ? 'stored' : 'refused' });
-    if (refusal === undefined) {
-      madeBlobsSeen.set(key, true);
-      return;
-    }
+    madeBlobsSeen.set(key, refusal === undefined ? 'stored' : 'refused');
+    if (refusal === undefined) return;
     log.warn(
       { repo: name, indexDigest: index.indexDigest, manifestDigest: index.manifestDigest, refusal },
       'index made from an image-manifest cache not stored as a blob: only replicas that read the tag answer for its digest',

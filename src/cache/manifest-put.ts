@@ -97,7 +97,7 @@ export function createPutHandler(ctx: CacheContext) {
     // The index old importers will be given, stored first with the pusher's credentials, so
     // that any replica finds it by digest as soon as the manifest is there (lookup.ts).
     const made = cache.kind === 'buildkit-manifest' && config.imageManifestAsIndex ? knownMadeIndex(cache.made, pushed.digest) : undefined;
-    if (made) await ctx.lookup.storeMadeIndex(req, res, name, made);
+    if (made) await ctx.lookup.storeMadeIndex(req, res, name, made, 'push');
     let write = prepareWrite(cache, body, forms.current(), reference, config.indexMediaType);
     for (const problem of write.importProblems) {
       metrics.importLimit.inc();
