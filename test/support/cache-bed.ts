@@ -49,7 +49,7 @@ export async function startCacheBed(cleanup: Cleanup): Promise<CacheBed> {
     'distribution 2.8': { repo: 'team/app', shim: await cleanup.track(startShim(registry.url)), url: registry.url },
     'strict registry (simulation)': { repo: 'strict/app', shim: await cleanup.track(startShim(gate.url)), url: gate.url },
   };
-  const bx = await cleanup.track(startBuildx());
+  const bx = await cleanup.track(startBuildx('trixie'));
   const ctx = await writeBuildContext(join(workDir, 'ctx'), tiniStatic());
 
   let old: Promise<Dockerd> | undefined;
