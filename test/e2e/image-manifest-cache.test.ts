@@ -4,7 +4,7 @@
 // regshim as users start it (default flags), on a replica, after a restart and after the
 // registry's garbage collection. The control: 0.8 straight from the registry gets nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUILDKIT_CACHE_CONFIG, OCI_INDEX, OCI_MANIFEST } from '../../src/registry/media-types.js';
+import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST } from '../../src/registry/media-types.js';
 import { type Fetched, getManifest, sha256 } from '../support/blobs.js';
 import { ALL_STEPS, OLD_HITS } from '../support/build-context.js';
 import { cachedStepNames } from '../support/buildx.js';
@@ -137,6 +137,25 @@ describe("BuildKit 0.25's default export through regshim (default flags) in fron
     expect(got.headers.get('content-type')).toBe(OCI_MANIFEST);
     expect(got.bytes.equals(pushed)).toBe(true);
     expect(await bed.importByOld(via(off.host))).toEqual([]);
+  });
+});
+
+describe.each([
+  { form: 'index', opts: ',image-manifest=false', mediaType: OCI_INDEX },
+  { form: 'Docker list', opts: ',image-manifest=false,oci-mediatypes=false', mediaType: DOCKER_LIST },
+])("BuildKit 0.25's $form form through regshim", ({ form, opts, mediaType }) => {
+  it('is stored as an image manifest and served as pushed; 0.8 imports every COPY step, 0.13 and 0.25 every step', async () => {
+    const formTag = `cache-${form.replace(' ', '-')}`;
+    const exported = await newest.exportCache(bed.ctx, via(shim().host, formTag), opts);
+    expect(exported.code, exported.stderr).toBe(0);
+    const served = await getManifest(shim().url, repo, formTag, { accept: RESOLVER_ACCEPT });
+    expect(served.headers.get('content-type')).toBe(mediaType);
+    const stored = await getManifest(bed.registry.url, repo, formTag, { accept: MANIFEST_ONLY });
+    expect(stored.headers.get('content-type')).toBe(OCI_MANIFEST);
+    expect(shim().logs.some((l) => l.msg === 'cache index converted' && l.indexDigest === sha256(served.bytes))).toBe(true);
+    expect(await bed.importByOld(via(shim().host, formTag))).toEqual(OLD_HITS);
+    expect(await bed.importCached(bed.ctx, via(shim().host, formTag))).toEqual(ALL_STEPS);
+    expect(await newest.importCached(bed.ctx, via(shim().host, formTag))).toEqual(ALL_STEPS);
   });
 });
 
