@@ -23,6 +23,8 @@ export interface Config extends AuthConfig {
   readonly maxManifestBytes: number;
   /** Media type of the layer that keeps the original index bytes (allow-list it on Quay, GitLab). */
   readonly indexMediaType: string;
+  /** Serve BuildKit's image-manifest caches as an index to clients that ask for one (BuildKit < 0.12 reads no other form). */
+  readonly imageManifestAsIndex: boolean;
   /** An upstream silent for this long (no headers, no body bytes) gets 504. */
   readonly upstreamTimeoutMs: number;
   /** A client connection silent for this long is closed. */
@@ -60,6 +62,7 @@ export interface RawConfig extends RawAuthConfig {
   cacheMaxBytes?: string | undefined;
   maxManifestBytes?: string | undefined;
   indexMediaType?: string | undefined;
+  imageManifestAsIndex?: string | undefined;
   upstreamTimeout?: string | undefined;
   clientIdleTimeout?: string | undefined;
   maxManifestBytesInFlight?: string | undefined;
@@ -78,6 +81,7 @@ export const DEFAULTS = {
   cacheMaxBytes: 64 * 1024 * 1024,
   maxManifestBytes: 4 * 1024 * 1024,
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
+  imageManifestAsIndex: 'on',
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
   maxManifestBytesInFlight: 64 * 1024 * 1024,
@@ -124,6 +128,7 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     cacheMaxBytes: parseBytes('--cache-max-bytes', raw.cacheMaxBytes, DEFAULTS.cacheMaxBytes),
     maxManifestBytes: parseBytes('--max-manifest-bytes', raw.maxManifestBytes, DEFAULTS.maxManifestBytes),
     indexMediaType,
+    imageManifestAsIndex: parseSwitch('--image-manifest-as-index', raw.imageManifestAsIndex ?? DEFAULTS.imageManifestAsIndex),
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
     ...parseLimits(raw),
@@ -156,6 +161,12 @@ function parseCount(flag: string, value: string | undefined, fallback: number): 
     throw new ConfigError(`${flag} ${JSON.stringify(value)} must be a positive whole number, e.g. ${fallback}`);
   }
   return n;
+}
+
+function parseSwitch(flag: string, value: string): boolean {
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new ConfigError(`${flag} ${JSON.stringify(value)} must be on or off`);
 }
 
 function parseWorkers(value: string): number {

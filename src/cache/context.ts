@@ -29,7 +29,7 @@ export interface CacheContext extends ManifestDeps {
 
 export function createCacheContext(deps: ManifestDeps): CacheContext {
   const exchange = createExchange(deps.config, deps.upstream);
-  return { ...deps, exchange, lookup: createLookup(deps.config, exchange, deps.map, deps.log), route: manifestRoute };
+  return { ...deps, exchange, lookup: createLookup(deps.config, exchange, deps.map, deps.log, deps.metrics), route: manifestRoute };
 }
 
 function manifestRoute(req: IncomingMessage): { name: string; reference: string } {

@@ -188,7 +188,7 @@ function* rebuildCandidates(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: 
 }
 
 /** An index as Go's json.Marshal writes it (BuildKit's field order), around its entries' JSON text. */
-function indexText(mediaType: string, manifestsText: string): string {
+export function indexText(mediaType: string, manifestsText: string): string {
   return goEscaped(`{"schemaVersion":2,"mediaType":${JSON.stringify(mediaType)},"manifests":${manifestsText}}`);
 }
 

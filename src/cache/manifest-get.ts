@@ -10,7 +10,7 @@ import { isDigest } from '../registry/routes.js';
 import { type Headers, forwardedRequestHeaders, header } from '../registry/upstream.js';
 import { sha256 } from './convert.js';
 import type { CacheContext } from './context.js';
-import type { IndexPointer, KnownIndex } from './digest-map.js';
+import type { IndexPointer, IndexSource, KnownIndex } from './digest-map.js';
 import { UpstreamAnswer } from './exchange.js';
 
 export function createGetHandler(ctx: CacheContext) {
@@ -41,13 +41,19 @@ export function createGetHandler(ctx: CacheContext) {
       manifestDigest = sha256(full.body);
     }
     const digest = manifestDigest;
-    const known = await map.loadManifest(digest, async () => lookup.describe(body ?? (await manifestBytes(req, res, name, digest))));
-    if (known.kind === 'plain' || !accepts(accepted, known.ref.indexMediaType)) {
+    const known = await map.loadManifest(digest, async () => lookup.describe(body ?? (await manifestBytes(req, res, name, digest)), digest));
+    if (known.kind === 'plain' || !takesIndex(accepted, known.source, known.ref.indexMediaType)) {
       if (accepts(accepted, OCI_MANIFEST)) return sendUpstream(req, res, up);
       // The client did not ask for OCI manifests: give it what the upstream gives it directly.
       return sendUpstream(req, res, await call(req, res, { method, path, headers: forwardedRequestHeaders(req.headers) }));
     }
-    const pointer: IndexPointer = { manifestDigest: digest, ref: known.ref, rebuildable: known.rebuildable };
+    const pointer: IndexPointer = { source: known.source, manifestDigest: digest, ref: known.ref, rebuildable: known.rebuildable };
+    if (known.source === 'made') {
+      const index = map.index(known.ref.indexDigest) ?? (await map.fetchIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body })));
+      await lookup.storeMadeIndex(req, res, name, index);
+      logRestore(req, name, tag, index);
+      return sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+    }
     if (method === 'HEAD') {
       // An index that cannot be rebuilt exists only as long as its blob does.
       if (!known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
@@ -67,11 +73,12 @@ export function createGetHandler(ctx: CacheContext) {
       // The upstream decides whether this client may read the repository and whether the
       // manifest still exists; the blob, whether the index does (lookup.ts): both at once.
       const cached = map.index(digest);
+      // A made index needs its manifest alone (lookup.ts).
       const [check, loaded] = await Promise.allSettled([
         call(req, res, { method: 'HEAD', path: `/v2/${name}/manifests/${pointer.manifestDigest}`, headers: clientHeaders(req, { accept: OCI_MANIFEST }) }),
         method === 'GET' && !cached
           ? map.fetchIndex(digest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: false }))
-          : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
+          : pointer.source === 'made' ? Promise.resolve(cached) : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
       ]);
       if (check.status === 'rejected') throw check.reason;
       if (check.value.status !== 200 && check.value.status !== 404) return sendUpstream(req, res, check.value);
@@ -115,7 +122,17 @@ export function createGetHandler(ctx: CacheContext) {
 }
 
 function isGone(err: unknown): boolean {
-  return err instanceof OciError && err.code === 'MANIFEST_UNKNOWN';
+  return (err instanceof OciError && err.code === 'MANIFEST_UNKNOWN') || (err instanceof UpstreamAnswer && err.response.status === 404);
+}
+
+/**
+ * Does the client take the index for this manifest? A stored index goes to any client that
+ * takes its type. A made one only to a client that names the OCI index: containerd's pusher
+ * asks with its own type and the wildcard before a PUT (remotes/docker/pusher.go), and must get the
+ * manifest's digest back, or a builder re-exporting an unchanged cache writes it again.
+ */
+function takesIndex(accepted: string[], source: IndexSource, indexMediaType: string): boolean {
+  return source === 'made' ? accepted.includes(OCI_INDEX) : accepts(accepted, indexMediaType);
 }
 
 function mediaTypeOf(headers: Headers): string | undefined {

@@ -1,15 +1,17 @@
 // PUT of /v2/<name>/manifests/<ref>: a cache index becomes an image manifest upstream
-// (convert.ts), after its exact bytes are stored as a blob. Other manifests pass unchanged.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+// (convert.ts), after its exact bytes are stored as a blob. Other manifests pass unchanged;
+// for BuildKit's image-manifest cache, the index made from it is stored as a blob first.
 import type { Request, Response } from 'express';
 import { contextOf } from '../observability/access-log.js';
 import { OciError } from '../registry/errors.js';
 import { OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
-import { type UpstreamResponse, forwardedRequestHeaders, header, resolveLocation } from '../registry/upstream.js';
-import { algorithmOf, importLimitProblems, isRebuildable, registryLimitProblems, toImageManifest } from './convert.js';
+import { forwardedRequestHeaders, header } from '../registry/upstream.js';
+import { algorithmOf, importLimitProblems, isRebuildable, registryLimitProblems, sha256, toImageManifest } from './convert.js';
 import type { CacheContext } from './context.js';
 import { type CacheIndex, classifyManifest } from './detect.js';
+import { knownMadeIndex } from './lookup.js';
+import { indexOfBuildkitManifest } from './made-index.js';
 
 /** What a cache PUT needs once converted: bytes and digests, none of the parsed documents. */
 interface PreparedCache {
@@ -48,40 +50,7 @@ function prepare(index: CacheIndex, body: Buffer, reference: string, indexLayerM
 
 export function createPutHandler(ctx: CacheContext) {
   const { config, map, log, metrics } = ctx;
-  const { call, clientHeaders, sendUpstream } = ctx.exchange;
-
-  /** Uploads the exact index bytes as a blob of the repository, unless it is there already. */
-  async function storeIndexBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
-    const exists = () => call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
-    const head = await exists();
-    if (head.status === 200) return undefined;
-    // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
-    // client's own manifest PUT would have.
-    if (head.status !== 404 && head.status !== 401) return head;
-    const failed = await uploadBlob(req, res, name, digest, bytes);
-    // Pushes of one new cache upload the same blob at once, and distribution fails a losing
-    // commit (400 DIGEST_INVALID, or 500) while the winner's may not be visible yet: look
-    // again, and upload once more if it is still missing.
-    if (failed === undefined || failed.status === 401 || failed.status === 403) return failed;
-    return (await exists()).status === 200 ? undefined : uploadBlob(req, res, name, digest, bytes);
-  }
-
-  /** POST + monolithic PUT of the index bytes; undefined once stored, else the refusal. */
-  async function uploadBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
-    const post = await call(req, res, { method: 'POST', path: `/v2/${name}/blobs/uploads/`, headers: clientHeaders(req, { 'content-length': '0' }) });
-    const location = header(post.headers, 'location');
-    if (post.status !== 202 || location === undefined) return post;
-    const url = resolveLocation(location, config.upstream);
-    url.searchParams.set('digest', digest);
-    const put = await call(req, res, {
-      method: 'PUT',
-      path: url.origin === config.upstream.origin ? url.pathname + url.search : url.href,
-      // distribution reads any other Content-Type as a form and fails the PUT.
-      headers: clientHeaders(req, { 'content-type': 'application/octet-stream' }),
-      body: bytes,
-    });
-    return put.status === 201 ? undefined : put;
-  }
+  const { call, clientHeaders, sendUpstream, storeBlob } = ctx.exchange;
 
   async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, cache: PreparedCache): Promise<void> {
     const { indexDigest, manifestDigest } = cache;
@@ -90,7 +59,7 @@ export function createPutHandler(ctx: CacheContext) {
       metrics.importLimit.inc();
       log.warn({ ...logFields, problem }, 'cache stored, but BuildKit will not import it: every build that reads it will miss');
     }
-    const blobFailure = await storeIndexBlob(req, res, name, indexDigest, body);
+    const blobFailure = await storeBlob(req, res, name, indexDigest, body);
     if (blobFailure) {
       log.warn({ ...logFields, status: blobFailure.status }, 'upstream refused the index blob; nothing was converted');
       return sendUpstream(req, res, blobFailure);
@@ -112,7 +81,7 @@ export function createPutHandler(ctx: CacheContext) {
     if (stored !== undefined && stored !== manifestDigest) {
       log.warn({ ...logFields, upstreamDigest: stored }, 'upstream stored the manifest under another digest');
     }
-    map.remember({ kind: 'index', indexDigest, manifestDigest, mediaType: cache.indexMediaType, bytes: body, descriptors: cache.descriptors, rebuildable: cache.rebuildable });
+    map.remember({ kind: 'index', source: 'stored', indexDigest, manifestDigest, mediaType: cache.indexMediaType, bytes: body, descriptors: cache.descriptors, rebuildable: cache.rebuildable });
     metrics.conversions.inc({ direction: 'in' });
     log.info({ ...logFields, direction: 'in' }, 'cache index converted');
     // 201, never 202 (containerd fails on it), with the digest the client computed itself.
@@ -130,7 +99,13 @@ export function createPutHandler(ctx: CacheContext) {
     const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const cache = classify(body, req.headers['content-type'], reference);
     if (cache) return putCache(req, res, name, reference, body, cache);
+    const made = config.imageManifestAsIndex ? indexOfBuildkitManifest(body) : undefined;
+    // The index old importers will be given, stored first with the pusher's credentials, so
+    // that any replica finds it by digest as soon as the manifest is there (lookup.ts).
+    const index = made && knownMadeIndex(made, sha256(body));
+    if (index) await ctx.lookup.storeMadeIndex(req, res, name, index);
     const up = await call(req, res, { method: 'PUT', path: req.url ?? `/v2/${name}/manifests/${reference}`, headers: forwardedRequestHeaders(req.headers), body });
+    if (index && up.status >= 200 && up.status < 300) map.remember(index);
     sendUpstream(req, res, up);
   };
 

@@ -30,6 +30,12 @@ export function createMetrics() {
       help: "Caches stored that BuildKit will refuse to import (over its 1 MiB limit)",
       registers: [registry],
     }),
+    madeIndexBlobs: new Counter({
+      name: 'regshim_made_index_blobs_total',
+      help: "Indexes made from BuildKit image-manifest caches, stored as blobs so any replica finds them by digest (stored), or that could not be (refused: no push credentials)",
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
     digestMap: new Counter({
       name: 'regshim_digest_map_lookups_total',
       help: 'Digest map lookups, by result',
