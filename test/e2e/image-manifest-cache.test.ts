@@ -17,7 +17,7 @@ const RESOLVER_ACCEPT = `${OCI_MANIFEST}, ${OCI_INDEX}, */*`;
 /** What a client that reads image manifests alone sends. */
 const MANIFEST_ONLY = OCI_MANIFEST;
 // Off switch of the made index (README, Configuration).
-const NO_INDEX_FLAG = '--no-cache-index';
+const NO_INDEX_FLAG = ['--image-manifest-as-index', 'off'];
 
 interface Descriptor {
   mediaType: string;
@@ -47,10 +47,11 @@ beforeAll(async () => {
 
 afterAll(() => cleanup.run());
 
-/** Every answer regshim at `url` gives for the cache: tag and digests, GET and HEAD, two Accepts. */
-async function answers(url: string): Promise<Record<string, { status: number; type: string | null; digest: string | null; bytes: string }>> {
-  const index = await getManifest(url, repo, tag, { accept: RESOLVER_ACCEPT });
-  const refs = [tag, sha256(pushed), index.headers.get('docker-content-digest') ?? 'missing'];
+/**
+ * Every answer regshim at `url` gives for the cache, `refs` in order, GET and HEAD, two
+ * Accepts. Digests first: a replica that never read the tag must find them too.
+ */
+async function answers(url: string, refs: string[]): Promise<Record<string, { status: number; type: string | null; digest: string | null; bytes: string }>> {
   const out: Record<string, { status: number; type: string | null; digest: string | null; bytes: string }> = {};
   for (const ref of refs) {
     for (const accept of [RESOLVER_ACCEPT, MANIFEST_ONLY]) {
@@ -122,17 +123,19 @@ describe("BuildKit 0.25's default export through regshim (default flags) in fron
   });
 
   it('two regshim processes with no shared state answer every tag and digest the same; BuildKit 0.8 imports through either', async () => {
+    const made = (await getManifest(shim().url, repo, tag, { accept: RESOLVER_ACCEPT })).headers.get('docker-content-digest') ?? 'missing';
+    const refs = [made, sha256(pushed), tag];
     const [one, two] = await Promise.all([cleanup.track(startShimProcess(bed.registry.url)), cleanup.track(startShimProcess(bed.registry.url))]);
-    const fromOne = await answers(one.url);
-    expect(await answers(two.url)).toEqual(fromOne);
-    expect(await answers(shim().url)).toEqual(fromOne);
+    const fromOne = await answers(one.url, refs);
+    expect(await answers(two.url, refs)).toEqual(fromOne);
+    expect(await answers(shim().url, refs)).toEqual(fromOne);
     const resolverRows = Object.entries(fromOne).filter(([k]) => k.endsWith(`(${RESOLVER_ACCEPT})`));
     expect(resolverRows.map(([k, a]) => [k, a.status])).toEqual(resolverRows.map(([k]) => [k, 200]));
     expect(await bed.importByOld(via(two.host))).toEqual(OLD_HITS);
   });
 
-  it(`with ${NO_INDEX_FLAG}, BuildKit 0.8 through regshim gets 0 cached again: the made index is what it reads`, async () => {
-    const off = await cleanup.track(startShimProcess(bed.registry.url, [NO_INDEX_FLAG]));
+  it(`with ${NO_INDEX_FLAG.join(' ')}, BuildKit 0.8 through regshim gets 0 cached again: the made index is what it reads`, async () => {
+    const off = await cleanup.track(startShimProcess(bed.registry.url, NO_INDEX_FLAG));
     const got = await getManifest(off.url, repo, tag, { accept: RESOLVER_ACCEPT });
     expect(got.headers.get('content-type')).toBe(OCI_MANIFEST);
     expect(got.bytes.equals(pushed)).toBe(true);
@@ -160,8 +163,11 @@ describe.each([
 });
 
 describe("after the registry's garbage collection", () => {
-  it('a fresh regshim (npx regshim, default flags) makes the same index from the registry alone: 0.8 gets every COPY cached, 0.13 and 0.25 every step', async () => {
-    const before = await getManifest(shim().url, repo, tag, { accept: RESOLVER_ACCEPT });
+  /** The made index, as regshim answered before the collection. */
+  let before: Fetched;
+
+  beforeAll(async () => {
+    before = await getManifest(shim().url, repo, tag, { accept: RESOLVER_ACCEPT });
     // Replaced by another cache, the first export's manifest is untagged: something to collect.
     const replaced = 'cache-replaced';
     for (const exported of [await newest.exportCache(bed.ctx, via(shim().host, replaced)), await bed.exportCache(bed.ctx, via(shim().host, replaced))]) {
@@ -170,7 +176,17 @@ describe("after the registry's garbage collection", () => {
     const gc = await bed.registry.collectGarbage();
     expect(gc.code, gc.stderr).toBe(0);
     expect(gc.stdout).toMatch(/eligible for deletion/);
+  });
 
+  it('a client that resolves the tag on one replica (which read it before) gets the made index by digest from another that never read the tag', async () => {
+    const other = await cleanup.track(startShimProcess(bed.registry.url));
+    expect((await getManifest(shim().url, repo, tag, { accept: RESOLVER_ACCEPT })).bytes.equals(before.bytes)).toBe(true);
+    const byDigest = await getManifest(other.url, repo, sha256(before.bytes), { accept: RESOLVER_ACCEPT });
+    expect(byDigest.status).toBe(200);
+    expect(byDigest.bytes.equals(before.bytes)).toBe(true);
+  });
+
+  it('a fresh regshim (npx regshim, default flags) makes the same index from the registry alone: 0.8 gets every COPY cached, 0.13 and 0.25 every step', async () => {
     const fresh = await cleanup.track(startShimProcess(bed.registry.url));
     const made = await getManifest(fresh.url, repo, tag, { accept: RESOLVER_ACCEPT });
     expect(made.status).toBe(200);
