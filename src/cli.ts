@@ -23,6 +23,7 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--cache-max-bytes <size>', 'memory bound of the digest map (default 64MiB)').env('REGSHIM_CACHE_MAX_BYTES'))
     .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
+    .addOption(new Option('--cache-form <form>', "how caches are stored upstream: auto (BuildKit's form until the registry refuses its media types, then the image form), buildkit or image (default auto)").env('REGSHIM_CACHE_FORM'))
     .addOption(new Option('--image-manifest-as-index <on|off>', `answer BuildKit's image-manifest caches with an index to clients that ask for one, as BuildKit < 0.12 does (default ${DEFAULTS.imageManifestAsIndex})`).env('REGSHIM_IMAGE_MANIFEST_AS_INDEX'))
     .addOption(new Option('--upstream-timeout <seconds>', 'answer 504 when the upstream is silent this long (default 120)').env('REGSHIM_UPSTREAM_TIMEOUT'))
     .addOption(new Option('--client-idle-timeout <seconds>', 'close client connections idle this long (default 300)').env('REGSHIM_CLIENT_IDLE_TIMEOUT'))

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { type AuthConfig, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
+import { CACHE_FORM_MODES, type CacheFormMode } from './cache/form-choice.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -23,6 +24,8 @@ export interface Config extends AuthConfig {
   readonly maxManifestBytes: number;
   /** Media type of the layer that keeps the original index bytes (allow-list it on Quay, GitLab). */
   readonly indexMediaType: string;
+  /** The form caches are stored in upstream: BuildKit's, the image form, or auto (form-choice.ts). */
+  readonly cacheForm: CacheFormMode;
   /** Serve BuildKit's image-manifest caches as an index to clients that ask for one (BuildKit < 0.12 reads no other form). */
   readonly imageManifestAsIndex: boolean;
   /** An upstream silent for this long (no headers, no body bytes) gets 504. */
@@ -63,6 +66,7 @@ export interface RawConfig extends RawAuthConfig {
   maxManifestBytes?: string | undefined;
   indexMediaType?: string | undefined;
   imageManifestAsIndex?: string | undefined;
+  cacheForm?: string | undefined;
   upstreamTimeout?: string | undefined;
   clientIdleTimeout?: string | undefined;
   maxManifestBytesInFlight?: string | undefined;
@@ -82,6 +86,7 @@ export const DEFAULTS = {
   maxManifestBytes: 4 * 1024 * 1024,
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
   imageManifestAsIndex: 'on',
+  cacheForm: 'auto' as CacheFormMode,
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
   maxManifestBytesInFlight: 64 * 1024 * 1024,
@@ -128,6 +133,7 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     cacheMaxBytes: parseBytes('--cache-max-bytes', raw.cacheMaxBytes, DEFAULTS.cacheMaxBytes),
     maxManifestBytes: parseBytes('--max-manifest-bytes', raw.maxManifestBytes, DEFAULTS.maxManifestBytes),
     indexMediaType,
+    cacheForm: parseCacheForm(raw.cacheForm ?? DEFAULTS.cacheForm),
     imageManifestAsIndex: parseSwitch('--image-manifest-as-index', raw.imageManifestAsIndex ?? DEFAULTS.imageManifestAsIndex),
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
@@ -161,6 +167,11 @@ function parseCount(flag: string, value: string | undefined, fallback: number): 
     throw new ConfigError(`${flag} ${JSON.stringify(value)} must be a positive whole number, e.g. ${fallback}`);
   }
   return n;
+}
+
+function parseCacheForm(value: string): CacheFormMode {
+  if ((CACHE_FORM_MODES as readonly string[]).includes(value)) return value as CacheFormMode;
+  throw new ConfigError(`--cache-form ${JSON.stringify(value)} must be auto (BuildKit's form until the registry refuses its media types), buildkit or image`);
 }
 
 function parseSwitch(flag: string, value: string): boolean {

@@ -8,9 +8,15 @@ import type { IndexReference } from './convert.js';
 /**
  * Where an index comes from: 'stored', pushed by a client and kept upstream (its bytes in a
  * blob, a manifest standing for it); 'made' from BuildKit's own image-manifest cache
- * (made-index.ts), which alone decides whether the index exists.
+ * (made-index.ts), which alone decides whether the index exists; 'made-from-stored' made
+ * likewise from BuildKit's image manifest that a client pushed and regshim keeps in the
+ * image form (the manifest stands for that pushed manifest, not for this index).
  */
-export type IndexSource = 'stored' | 'made';
+export type IndexSource = 'stored' | 'made' | 'made-from-stored';
+
+export function isMade(source: IndexSource): boolean {
+  return source !== 'stored';
+}
 
 /** A cache index regshim knows: its bytes and the manifest that stands for it upstream. */
 export interface KnownIndex {
@@ -74,7 +80,8 @@ export class DigestMap {
     const ref = { indexDigest: index.indexDigest, indexMediaType: index.mediaType, indexSize: index.bytes.length };
     if (index.bytes.length <= this.maxIndexBytes) this.lru.set(index.indexDigest, index);
     else this.lru.set(index.indexDigest, { kind: 'pointer', source: index.source, manifestDigest: index.manifestDigest, ref, rebuildable: index.rebuildable });
-    this.lru.set(index.manifestDigest, { kind: 'converted', source: index.source, ref, rebuildable: index.rebuildable });
+    // A manifest stands for one pushed cache: an index made from what it keeps is known by its own digest only.
+    if (index.source !== 'made-from-stored') this.lru.set(index.manifestDigest, { kind: 'converted', source: index.source, ref, rebuildable: index.rebuildable });
   }
 
   forget(...digests: string[]): void {

@@ -10,11 +10,11 @@ import { isDigest } from '../registry/routes.js';
 import { type Headers, forwardedRequestHeaders, header } from '../registry/upstream.js';
 import { sha256 } from './convert.js';
 import type { CacheContext } from './context.js';
-import type { IndexPointer, IndexSource, KnownIndex } from './digest-map.js';
+import { type IndexPointer, type IndexSource, type KnownIndex, isMade } from './digest-map.js';
 import { UpstreamAnswer } from './exchange.js';
 
 export function createGetHandler(ctx: CacheContext) {
-  const { map, log, metrics, lookup } = ctx;
+  const { config, map, log, metrics, lookup } = ctx;
   const { call, clientHeaders, sendUpstream, sendIndex } = ctx.exchange;
 
   function logRestore(req: IncomingMessage, name: string, reference: string, index: KnownIndex): void {
@@ -48,8 +48,15 @@ export function createGetHandler(ctx: CacheContext) {
       return sendUpstream(req, res, await call(req, res, { method, path, headers: forwardedRequestHeaders(req.headers) }));
     }
     const pointer: IndexPointer = { source: known.source, manifestDigest: digest, ref: known.ref, rebuildable: known.rebuildable };
-    if (known.source === 'made') {
-      const index = map.index(known.ref.indexDigest) ?? (await map.fetchIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body })));
+    // BuildKit's image manifest, pushed as it is or kept in the image form: an importer that
+    // names the OCI index gets the index made from it (made-index.ts).
+    const madeFromKept = known.source === 'stored' && known.ref.indexMediaType === OCI_MANIFEST && config.imageManifestAsIndex && accepted.includes(OCI_INDEX);
+    if (isMade(known.source) || madeFromKept) {
+      const index = madeFromKept
+        ? lookup.madeFromKept(await pushedBytes(req, res, name, pointer, body))
+        : (map.index(known.ref.indexDigest) ?? (await map.fetchIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body }))));
+      if (index === undefined) throw new OciError('MANIFEST_UNKNOWN', 'the cache kept under this tag is not an image manifest BuildKit wrote', { manifest: digest });
+      if (madeFromKept) map.remember(index);
       await lookup.storeMadeIndex(req, res, name, index);
       logRestore(req, name, tag, index);
       return sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
@@ -59,11 +66,16 @@ export function createGetHandler(ctx: CacheContext) {
       if (!known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
       return sendIndex(req, res, { digest: known.ref.indexDigest, mediaType: known.ref.indexMediaType, size: known.ref.indexSize });
     }
-    const cached = map.index(known.ref.indexDigest);
-    if (cached && !known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
-    const index = cached ?? (await map.fetchIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body })));
+    const index = await pushedBytes(req, res, name, pointer, body);
     logRestore(req, name, tag, index);
     sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+  }
+
+  /** The bytes a client pushed, kept by the manifest `pointer` names: from memory while the blob is there, else loaded. */
+  async function pushedBytes(req: IncomingMessage, res: ServerResponse, name: string, pointer: IndexPointer, manifestBytes: Buffer | undefined): Promise<KnownIndex> {
+    const cached = map.index(pointer.ref.indexDigest);
+    if (cached && !pointer.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
+    return cached ?? (await map.fetchIndex(pointer.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes })));
   }
 
   async function byDigest(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<void> {
@@ -78,7 +90,7 @@ export function createGetHandler(ctx: CacheContext) {
         call(req, res, { method: 'HEAD', path: `/v2/${name}/manifests/${pointer.manifestDigest}`, headers: clientHeaders(req, { accept: OCI_MANIFEST }) }),
         method === 'GET' && !cached
           ? map.fetchIndex(digest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: false }))
-          : pointer.source === 'made' ? Promise.resolve(cached) : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
+          : isMade(pointer.source) ? Promise.resolve(cached) : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
       ]);
       if (check.status === 'rejected') throw check.reason;
       if (check.value.status !== 200 && check.value.status !== 404) return sendUpstream(req, res, check.value);
@@ -132,7 +144,7 @@ function isGone(err: unknown): boolean {
  * manifest's digest back, or a builder re-exporting an unchanged cache writes it again.
  */
 function takesIndex(accepted: string[], source: IndexSource, indexMediaType: string): boolean {
-  return source === 'made' ? accepted.includes(OCI_INDEX) : accepts(accepted, indexMediaType);
+  return isMade(source) ? accepted.includes(OCI_INDEX) : accepts(accepted, indexMediaType);
 }
 
 function mediaTypeOf(headers: Headers): string | undefined {

@@ -1,118 +1,174 @@
-// PUT of /v2/<name>/manifests/<ref>: a cache index becomes an image manifest upstream
-// (convert.ts), after its exact bytes are stored as a blob. Other manifests pass unchanged;
-// for BuildKit's image-manifest cache, the index made from it is stored as a blob first.
+// PUT of /v2/<name>/manifests/<ref>. A cache is stored in the form chosen for the upstream
+// (form-choice.ts, stored-forms.ts): an index or list becomes regshim's BuildKit form
+// (convert.ts) or the image form (image-form.ts), after its exact bytes are stored as a
+// blob; BuildKit's own image manifest goes as it is, or in the image form. With --cache-form
+// auto, a PUT the upstream refuses for its media types is sent again in the image form.
+// For BuildKit's image manifest, the index made from it is stored as a blob first. Other
+// manifests pass unchanged.
 import type { Request, Response } from 'express';
 import { contextOf } from '../observability/access-log.js';
 import { OciError } from '../registry/errors.js';
-import { OCI_MANIFEST } from '../registry/media-types.js';
+import { BUILDKIT_CACHE_CONFIG, OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
-import { forwardedRequestHeaders, header } from '../registry/upstream.js';
-import { algorithmOf, importLimitProblems, isRebuildable, registryLimitProblems, sha256, toImageManifest } from './convert.js';
+import { type UpstreamResponse, forwardedRequestHeaders, header } from '../registry/upstream.js';
+import { algorithmOf, digestWith, importLimitProblems, isRebuildable, registryLimitProblems, toImageManifest } from './convert.js';
 import type { CacheContext } from './context.js';
-import { type CacheIndex, classifyManifest } from './detect.js';
+import type { KnownIndex } from './digest-map.js';
+import type { WrittenForm } from './form-choice.js';
+import { toImageForm } from './image-form.js';
 import { knownMadeIndex } from './lookup.js';
-import { indexOfBuildkitManifest } from './made-index.js';
+import { type Pushed, classifyPushed } from './stored-forms.js';
 
-/** What a cache PUT needs once converted: bytes and digests, none of the parsed documents. */
-interface PreparedCache {
-  readonly indexDigest: string;
-  readonly indexMediaType: string;
+type PushedCache = Extract<Pushed, { kind: 'index' | 'buildkit-manifest' }>;
+
+/** One stored form of a pushed cache, ready to write: blobs first, then the manifest. */
+interface PreparedWrite {
+  readonly form: WrittenForm;
+  /** BuildKit's image manifest in BuildKit's form: the client's own PUT, forwarded. */
+  readonly asPushed: boolean;
   readonly manifestBytes: Buffer;
   readonly manifestDigest: string;
-  readonly descriptors: number;
+  readonly blobs: { digest: string; bytes: Buffer }[];
+  /** Media types only BuildKit's form sends, that an allow-listing registry names when it refuses. */
+  readonly buildkitTypes: string[];
   readonly rebuildable: boolean;
-  readonly importProblems: string[];
   readonly limitProblems: string[];
+  /** Why BuildKit will refuse to import the cache stored this way (its 1 MiB limits). */
+  readonly importProblems: string[];
 }
 
 /**
- * Converts a cache index, keeping only what the upstream calls need, so the parsed index
- * (several times the size of its bytes) is garbage before the first await.
+ * The stored form of a pushed cache, keeping only what the upstream calls need, so the
+ * parsed cache (several times the size of its bytes) is garbage before the first await.
  */
-function prepare(index: CacheIndex, body: Buffer, reference: string, indexLayerMediaType: string): PreparedCache {
-  // A PUT by digest names its algorithm; the index blob is stored under it (lookup by sha512 works).
-  const converted = toImageManifest(index, body, indexLayerMediaType, isDigest(reference) ? algorithmOf(reference) : 'sha256');
-  const indexDigest = converted.indexBlob.digest;
-  if (isDigest(reference) && indexDigest !== reference) {
-    throw new OciError('DIGEST_INVALID', 'the manifest body does not match the digest in the URL', { reference, actual: indexDigest });
+function prepareWrite(cache: PushedCache, body: Buffer, form: WrittenForm, reference: string, indexLayerMediaType: string): PreparedWrite {
+  // A PUT by digest names its algorithm; the pushed bytes are stored under it (lookup by sha512 works).
+  const algorithm = isDigest(reference) ? algorithmOf(reference) : 'sha256';
+  if (form === 'image') {
+    const built = toImageForm(cache.parts, body, algorithm);
+    const manifest = { bytes: built.bytes, manifest: { layers: Array.from({ length: cache.parts.layers.length + 2 }) } };
+    return {
+      form,
+      asPushed: false,
+      manifestBytes: built.bytes,
+      manifestDigest: built.digest,
+      blobs: [{ digest: built.originalBlob.digest, bytes: body }, built.configBlob],
+      buildkitTypes: [],
+      rebuildable: false,
+      limitProblems: registryLimitProblems(manifest),
+      importProblems: importLimitProblems(cache.parts, body),
+    };
   }
+  if (cache.kind === 'buildkit-manifest') {
+    const importProblems = importLimitProblems(cache.parts, body);
+    return { form, asPushed: true, manifestBytes: body, manifestDigest: digestWith(algorithm, body), blobs: [], buildkitTypes: [BUILDKIT_CACHE_CONFIG], rebuildable: true, limitProblems: [], importProblems };
+  }
+  const converted = toImageManifest(cache.index, body, indexLayerMediaType, algorithm);
   return {
-    indexDigest,
-    indexMediaType: index.mediaType,
+    form,
+    asPushed: false,
     manifestBytes: converted.bytes,
     manifestDigest: converted.digest,
-    descriptors: index.manifests.length,
+    blobs: [{ digest: converted.indexBlob.digest, bytes: body }],
+    buildkitTypes: [BUILDKIT_CACHE_CONFIG, indexLayerMediaType],
     rebuildable: isRebuildable(converted, body),
-    importProblems: importLimitProblems(index, body, converted),
     limitProblems: registryLimitProblems(converted),
+    // BuildKit >= 0.12 reads this form straight from the registry: the manifest counts too.
+    importProblems: importLimitProblems(cache.parts, body, converted),
   };
 }
 
+/** What a cache PUT keeps whatever the form: the pushed bytes' digest and type. */
+function describePush(cache: PushedCache, body: Buffer, reference: string) {
+  const digest = digestWith(isDigest(reference) ? algorithmOf(reference) : 'sha256', body);
+  if (isDigest(reference) && digest !== reference) {
+    throw new OciError('DIGEST_INVALID', 'the manifest body does not match the digest in the URL', { reference, actual: digest });
+  }
+  return { digest, mediaType: cache.parts.mediaType, descriptors: cache.parts.layers.length + 1 };
+}
+
 export function createPutHandler(ctx: CacheContext) {
-  const { config, map, log, metrics } = ctx;
+  const { config, map, log, metrics, forms } = ctx;
   const { call, clientHeaders, sendUpstream, storeBlob } = ctx.exchange;
 
-  async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, cache: PreparedCache): Promise<void> {
-    const { indexDigest, manifestDigest } = cache;
-    const logFields = { reqId: contextOf(req)?.id, repo: name, ref: reference, indexDigest, manifestDigest, descriptors: cache.descriptors };
-    for (const problem of cache.importProblems) {
+  async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, cache: PushedCache): Promise<void> {
+    const pushed = describePush(cache, body, reference);
+    const logFields = { reqId: contextOf(req)?.id, repo: name, ref: reference, indexDigest: pushed.digest, descriptors: pushed.descriptors };
+    // The index old importers will be given, stored first with the pusher's credentials, so
+    // that any replica finds it by digest as soon as the manifest is there (lookup.ts).
+    const made = cache.kind === 'buildkit-manifest' && config.imageManifestAsIndex ? knownMadeIndex(cache.made, pushed.digest) : undefined;
+    if (made) await ctx.lookup.storeMadeIndex(req, res, name, made, 'push');
+    let write = prepareWrite(cache, body, forms.current(), reference, config.indexMediaType);
+    for (const problem of write.importProblems) {
       metrics.importLimit.inc();
       log.warn({ ...logFields, problem }, 'cache stored, but BuildKit will not import it: every build that reads it will miss');
     }
-    const blobFailure = await storeBlob(req, res, name, indexDigest, body);
-    if (blobFailure) {
-      log.warn({ ...logFields, status: blobFailure.status }, 'upstream refused the index blob; nothing was converted');
-      return sendUpstream(req, res, blobFailure);
+    let up = await writeForm(req, res, name, reference, write, { ...logFields, manifestDigest: write.manifestDigest });
+    if (!isStored(up) && write.form === 'buildkit' && forms.switchesAfter(up, write.buildkitTypes)) {
+      write = prepareWrite(cache, body, 'image', reference, config.indexMediaType);
+      up = await writeForm(req, res, name, reference, write, { ...logFields, manifestDigest: write.manifestDigest });
     }
-    const target = isDigest(reference) ? manifestDigest : reference;
-    const up = await call(req, res, {
-      method: 'PUT',
-      path: `/v2/${name}/manifests/${target}`,
-      headers: clientHeaders(req, { 'content-type': OCI_MANIFEST }),
-      body: cache.manifestBytes,
-    });
-    if (up.status !== 200 && up.status !== 201 && up.status !== 204) {
-      // The index blob stays: no manifest references it, so the registry's garbage collection
-      // removes it, and deleting it here could break a concurrent push of the same cache.
-      log.warn({ ...logFields, status: up.status, limits: cache.limitProblems }, 'upstream refused the converted manifest');
-      return sendUpstream(req, res, up);
-    }
-    const stored = header(up.headers, 'docker-content-digest');
-    if (stored !== undefined && stored !== manifestDigest) {
-      log.warn({ ...logFields, upstreamDigest: stored }, 'upstream stored the manifest under another digest');
-    }
-    map.remember({ kind: 'index', source: 'stored', indexDigest, manifestDigest, mediaType: cache.indexMediaType, bytes: body, descriptors: cache.descriptors, rebuildable: cache.rebuildable });
+    if (!isStored(up)) return sendUpstream(req, res, up);
+    // In the image form the manifest stands for the pushed bytes; the made index points at it too.
+    if (made) map.remember(write.asPushed ? made : { ...made, source: 'made-from-stored', manifestDigest: write.manifestDigest });
+    if (write.asPushed) return sendUpstream(req, res, up);
+    const stored: KnownIndex = { kind: 'index', source: 'stored', indexDigest: pushed.digest, manifestDigest: write.manifestDigest, mediaType: pushed.mediaType, bytes: body, descriptors: pushed.descriptors, rebuildable: write.rebuildable };
+    map.remember(stored);
     metrics.conversions.inc({ direction: 'in' });
-    log.info({ ...logFields, direction: 'in' }, 'cache index converted');
+    log.info({ ...logFields, manifestDigest: write.manifestDigest, form: write.form, direction: 'in' }, 'cache index converted');
     // 201, never 202 (containerd fails on it), with the digest the client computed itself.
     res.writeHead(201, {
-      'docker-content-digest': indexDigest,
-      location: `/v2/${name}/manifests/${indexDigest}`,
+      'docker-content-digest': pushed.digest,
+      location: `/v2/${name}/manifests/${pushed.digest}`,
       'content-length': '0',
       'docker-distribution-api-version': 'registry/2.0',
     });
     res.end();
   }
 
+  /** Uploads a form's blobs, then PUTs its manifest; the upstream's answer that ended it. */
+  async function writeForm(req: Request, res: Response, name: string, reference: string, write: PreparedWrite, logFields: Record<string, unknown>): Promise<UpstreamResponse> {
+    for (const blob of write.blobs) {
+      const refused = await storeBlob(req, res, name, blob.digest, blob.bytes);
+      if (refused) {
+        log.warn({ ...logFields, blob: blob.digest, status: refused.status }, 'upstream refused a blob of the cache; nothing was converted');
+        return refused;
+      }
+    }
+    const up = write.asPushed
+      ? await call(req, res, { method: 'PUT', path: req.url ?? `/v2/${name}/manifests/${reference}`, headers: forwardedRequestHeaders(req.headers), body: write.manifestBytes })
+      : await call(req, res, {
+          method: 'PUT',
+          path: `/v2/${name}/manifests/${isDigest(reference) ? write.manifestDigest : reference}`,
+          headers: clientHeaders(req, { 'content-type': OCI_MANIFEST }),
+          body: write.manifestBytes,
+        });
+    if (!isStored(up)) {
+      // Blobs uploaded stay: no manifest references them, so the registry's garbage collection
+      // removes them, and deleting them here could break a concurrent push of the same cache.
+      log.warn({ ...logFields, form: write.form, status: up.status, limits: write.limitProblems }, 'upstream refused the converted manifest');
+      return up;
+    }
+    const storedAs = header(up.headers, 'docker-content-digest');
+    if (storedAs !== undefined && storedAs !== write.manifestDigest) {
+      log.warn({ ...logFields, upstreamDigest: storedAs }, 'upstream stored the manifest under another digest');
+    }
+    return up;
+  }
+
   return async function put(req: Request, res: Response): Promise<void> {
     const { name, reference } = ctx.route(req);
     const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    const cache = classify(body, req.headers['content-type'], reference);
-    if (cache) return putCache(req, res, name, reference, body, cache);
-    const made = config.imageManifestAsIndex ? indexOfBuildkitManifest(body) : undefined;
-    // The index old importers will be given, stored first with the pusher's credentials, so
-    // that any replica finds it by digest as soon as the manifest is there (lookup.ts).
-    const index = made && knownMadeIndex(made, sha256(body));
-    if (index) await ctx.lookup.storeMadeIndex(req, res, name, index);
+    const cache = classifyPushed(body, req.headers['content-type']);
+    if (cache.kind === 'invalid') throw new OciError('MANIFEST_INVALID', 'the BuildKit cache index is malformed', cache.detail);
+    // BuildKit's image manifest is left alone only when regshim has nothing to do for it.
+    const touches = cache.kind === 'index' || (cache.kind === 'buildkit-manifest' && (config.imageManifestAsIndex || config.cacheForm !== 'buildkit'));
+    if (touches) return putCache(req, res, name, reference, body, cache as PushedCache);
     const up = await call(req, res, { method: 'PUT', path: req.url ?? `/v2/${name}/manifests/${reference}`, headers: forwardedRequestHeaders(req.headers), body });
-    if (index && up.status >= 200 && up.status < 300) map.remember(index);
     sendUpstream(req, res, up);
   };
+}
 
-  /** The prepared cache, undefined for a manifest that is not one; throws for a malformed cache. */
-  function classify(body: Buffer, contentType: string | undefined, reference: string): PreparedCache | undefined {
-    const detection = classifyManifest(body, contentType);
-    if (detection.kind === 'invalid') throw new OciError('MANIFEST_INVALID', 'the BuildKit cache index is malformed', detection.detail);
-    return detection.kind === 'cache' ? prepare(detection.index, body, reference, config.indexMediaType) : undefined;
-  }
+function isStored(up: UpstreamResponse): boolean {
+  return up.status === 200 || up.status === 201 || up.status === 204;
 }

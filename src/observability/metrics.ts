@@ -36,6 +36,11 @@ export function createMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    formSwitches: new Counter({
+      name: 'regshim_cache_form_switches_total',
+      help: "Times --cache-form auto switched to the image form after the upstream refused BuildKit's form for its media types",
+      registers: [registry],
+    }),
     digestMap: new Counter({
       name: 'regshim_digest_map_lookups_total',
       help: 'Digest map lookups, by result',

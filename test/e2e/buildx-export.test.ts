@@ -3,6 +3,7 @@
 // back. Against the real registry and against the strict-registry simulation in front of it.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { indexOfBuildkitManifest } from '../../src/cache/made-index.js';
 import { getManifest, sha256 } from '../support/blobs.js';
 import { ALL_STEPS, OLD_HITS, STEPS, writeBuildContext } from '../support/build-context.js';
 import { cachedStepNames, tiniStatic } from '../support/buildx.js';
@@ -16,14 +17,14 @@ const CACHE_CONFIG = 'application/vnd.buildkit.cacheconfig.v0';
 const INDEX_LAYER = 'application/vnd.regshim.buildkit.cache.index.v1+json';
 
 /**
- * The three forms BuildKit 0.13 writes and the `--cache-to` options that choose each. BuildKit
- * 0.8 reads no image-manifest form (silently): through regshim it gets the index made from
- * it, and the same steps as from the other two.
+ * The three forms BuildKit 0.13 writes, the `--cache-to` options that choose each, and what
+ * BuildKit 0.8 gets from each. It reads no image-manifest form, silently: through regshim it
+ * gets the index made from it.
  */
 const FORMS = [
-  { form: 'index', opts: '', mediaType: OCI_INDEX, converted: true },
-  { form: 'Docker list', opts: ',oci-mediatypes=false', mediaType: DOCKER_LIST, converted: true },
-  { form: 'image manifest', opts: ',image-manifest=true,oci-mediatypes=true', mediaType: OCI_MANIFEST, converted: false },
+  { form: 'index', opts: '', mediaType: OCI_INDEX, converted: true, oldHits: OLD_HITS },
+  { form: 'Docker list', opts: ',oci-mediatypes=false', mediaType: DOCKER_LIST, converted: true, oldHits: OLD_HITS },
+  { form: 'image manifest', opts: ',image-manifest=true,oci-mediatypes=true', mediaType: OCI_INDEX, converted: false, oldHits: OLD_HITS },
 ] as const;
 
 interface Descriptor {
@@ -56,13 +57,13 @@ describe.each(UPSTREAMS)('through regshim in front of %s', (name) => {
   const up = () => bed.upstreams[name];
   const ref = (tag: string) => `${up().shim.host}/${up().repo}:${tag}`;
 
-  it.each(FORMS)('$form form: exported, stored as an image manifest; 0.13 imports every step, 0.8 every COPY step', async ({ form, opts, mediaType, converted }) => {
+  it.each(FORMS)('$form form: exported, stored as an image manifest; 0.13 imports every step, 0.8 what it can', async ({ form, opts, mediaType, converted, oldHits }) => {
     const tag = tagOf(form);
     const exported = await bed.exportCache(bed.ctx, ref(tag), opts);
     expect(exported.code, exported.stderr).toBe(0);
 
-    // Clients that ask for the form BuildKit wrote get it, under the digest of its bytes.
-    const served = await getManifest(up().shim.url, up().repo, tag, { accept: mediaType });
+    // Clients get the form BuildKit wrote, under the digest of its bytes.
+    const served = await getManifest(up().shim.url, up().repo, tag);
     expect(served.status).toBe(200);
     expect(served.headers.get('content-type')).toBe(mediaType);
     const digest = sha256(served.bytes);
@@ -84,12 +85,13 @@ describe.each(UPSTREAMS)('through regshim in front of %s', (name) => {
       expect(stored.annotations?.['dev.regshim.cache.index.digest']).toBe(digest);
       expect(up().shim.logs.some((l) => l.msg === 'cache index converted' && l.indexDigest === digest)).toBe(true);
     } else {
-      expect(direct.bytes.equals(served.bytes)).toBe(true);
+      // Stored as BuildKit wrote it; an importer gets the index made from it.
+      expect(indexOfBuildkitManifest(direct.bytes)?.bytes.equals(served.bytes)).toBe(true);
       expect(stored.layers).toHaveLength(6);
     }
 
     expect(await bed.importCached(bed.ctx, ref(tag))).toEqual(ALL_STEPS);
-    expect(await bed.importByOld(ref(tag))).toEqual(OLD_HITS);
+    expect(await bed.importByOld(ref(tag))).toEqual(oldHits);
   });
 
   it('after a change to one source file, the steps before it come cached and the rest rebuild', async () => {

@@ -187,6 +187,9 @@ describe('credentials for the made index blob', () => {
     expect([head.status, head.headers.get('docker-content-digest')]).toEqual([200, index.digest]);
     expect([await metric(reader, 'refused'), await metric(reader, 'stored')]).toEqual([1, 0]);
     expect(reader.logs.find((l) => l.indexDigest === index.digest && /not stored as a blob/.test(String(l.msg)))).toMatchObject({ refusal: 'upstream answered 401' });
+    // resolved again: no second attempt, no second warning, for a while
+    await getManifest(reader.url, repo, 'cache', { method: 'HEAD', headers: pull });
+    expect(await metric(reader, 'refused')).toBe(1);
     const same = await getManifest(reader.url, repo, index.digest, { headers: pull });
     expect(same.bytes.equals(index.bytes)).toBe(true);
     const other = await cleanup.track(startShim(up.registry.url));

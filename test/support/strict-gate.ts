@@ -3,9 +3,13 @@
 // an index or list whose entries are not manifests, as GCR, ECR and distribution 3 do;
 // 'quay' and 'gitlab' allow-list media types as their documents say), and a profile that
 // refuses an index of blobs never serves one as a manifest either (distribution 2.8 serves a
-// blob that is one when asked for it by digest; those registries answer 404). Everything
-// else is forwarded unchanged (Host included, so Locations name the gate).
+// blob that is one when asked for it by digest; those registries answer 404). Given the
+// registry's data folder, it answers 404 for any digest that is not a manifest there, as
+// every registry but distribution 2.8 does. Everything else is forwarded unchanged (Host
+// included, so Locations name the gate).
+import { existsSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 import { closeServer, listenOnLoopback } from './local-server.js';
 import { type GateProfile, type ManifestDoc, PROFILES } from './strict-profiles.js';
 
@@ -38,7 +42,12 @@ function isIndexOfBlobs(body: Buffer): boolean {
   }
 }
 
-export async function startStrictGate(target: string, profileName: GateProfile = 'gcr'): Promise<StrictGate> {
+export interface StrictGateOptions {
+  /** The registry's data folder (Registry.dataDir): by digest, serve only what it holds as a manifest. */
+  registryDataDir?: string;
+}
+
+export async function startStrictGate(target: string, profileName: GateProfile = 'gcr', options: StrictGateOptions = {}): Promise<StrictGate> {
   const profile = PROFILES[profileName];
   const targetUrl = new URL(target);
   const refused: string[] = [];
@@ -66,7 +75,10 @@ export async function startStrictGate(target: string, profileName: GateProfile =
       up.on('error', () => resolve(undefined));
     });
   const server = http.createServer((req, res) => {
-    if ((req.method === 'GET' || req.method === 'HEAD') && /\/manifests\/[^/]+$/.test(req.url ?? '') && !profile.storesIndexOfBlobs) return serveManifest(req, res);
+    if ((req.method === 'GET' || req.method === 'HEAD') && /\/manifests\/[^/]+$/.test(req.url ?? '')) {
+      if (!isManifestThere(req.url ?? '')) return notFound(req, res);
+      if (!profile.storesIndexOfBlobs) return serveManifest(req, res);
+    }
     if (req.method !== 'PUT' || !/\/manifests\/[^/]+$/.test(req.url?.split('?')[0] ?? '')) return forward(req, res);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -91,6 +103,17 @@ export async function startStrictGate(target: string, profileName: GateProfile =
       );
     });
   });
+  /** Unless the data folder is known, or the reference is a tag: true. */
+  const isManifestThere = (url: string): boolean => {
+    const m = /^\/v2\/(.+)\/manifests\/(sha256|sha512):([0-9a-f]+)$/.exec(url.split('?')[0] ?? '');
+    if (!m || options.registryDataDir === undefined) return true;
+    return existsSync(join(options.registryDataDir, 'docker/registry/v2/repositories', m[1]!, '_manifests/revisions', m[2]!, m[3]!, 'link'));
+  };
+  const notFound = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const text = JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] });
+    res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(req.method === 'HEAD' ? undefined : text);
+  };
   /** Reads the manifest itself and hides an index of blobs, as a registry that never stored one. */
   const serveManifest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const up = http.request({ host: targetUrl.hostname, port: targetUrl.port, method: 'GET', path: req.url, headers: req.headers, agent }, (upRes) => {
@@ -98,12 +121,7 @@ export async function startStrictGate(target: string, profileName: GateProfile =
       upRes.on('data', (c: Buffer) => chunks.push(c));
       upRes.on('end', () => {
         const body = Buffer.concat(chunks);
-        if (upRes.statusCode === 200 && isIndexOfBlobs(body)) {
-          const text = JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] });
-          res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-          res.end(req.method === 'HEAD' ? undefined : text);
-          return;
-        }
+        if (upRes.statusCode === 200 && isIndexOfBlobs(body)) return notFound(req, res);
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         res.end(req.method === 'HEAD' ? undefined : body);
       });
