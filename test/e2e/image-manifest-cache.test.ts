@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST } from '../../src/registry/media-types.js';
 import { type Fetched, getManifest, sha256 } from '../support/blobs.js';
 import { ALL_STEPS, OLD_HITS } from '../support/build-context.js';
-import { cachedStepNames } from '../support/buildx.js';
+import { cachedStepNames, exportedCacheDigest } from '../support/buildx.js';
 import { type Builder, type CacheBed, requestsSince, startCacheBed } from '../support/cache-bed.js';
 import { Cleanup } from '../support/cleanup.js';
 import { startShimProcess } from '../support/regshim.js';
@@ -43,6 +43,7 @@ beforeAll(async () => {
   const exported = await newest.exportCache(bed.ctx, via(shim().host));
   expect(exported.code, exported.stderr).toBe(0);
   pushed = (await getManifest(bed.registry.url, repo, tag, { accept: MANIFEST_ONLY })).bytes;
+  expect(sha256(pushed)).toBe(exportedCacheDigest(exported.stderr));
 });
 
 afterAll(() => cleanup.run());
@@ -171,6 +172,7 @@ describe("after the registry's garbage collection", () => {
 
   beforeAll(async () => {
     before = await getManifest(shim().url, repo, tag, { accept: RESOLVER_ACCEPT });
+    expect(before.headers.get('content-type')).toBe(OCI_INDEX);
     // Replaced by another cache, the first export's manifest is untagged: something to collect.
     const replaced = 'cache-replaced';
     for (const exported of [await newest.exportCache(bed.ctx, via(shim().host, replaced)), await bed.exportCache(bed.ctx, via(shim().host, replaced))]) {

@@ -102,6 +102,15 @@ export function cachedStepNames(rawjson: string): string[] {
   return [...cached.values()].sort((a, b) => a.localeCompare(b));
 }
 
+/**
+ * The digest of the cache manifest (index, list or image manifest) a `--cache-to
+ * type=registry` build pushed, from its `--progress=rawjson` stream: BuildKit names it in a
+ * status "writing cache manifest <digest>" or "writing cache image manifest <digest>".
+ */
+export function exportedCacheDigest(rawjson: string): string | undefined {
+  return [...rawjson.matchAll(/"id":"writing cache (?:image )?manifest (sha256:[0-9a-f]{64})"/g)].at(-1)?.[1];
+}
+
 /** Splits a stream of concatenated JSON values at their top-level ends. */
 function jsonObjects(text: string): unknown[] {
   const out: unknown[] = [];
