@@ -12,6 +12,7 @@ import { BUILDKIT_CACHE_CONFIG, OCI_MANIFEST } from '../registry/media-types.js'
 import { isDigest } from '../registry/routes.js';
 import { type UpstreamResponse, forwardedRequestHeaders, header } from '../registry/upstream.js';
 import { algorithmOf, digestWith, importLimitProblems, isRebuildable, registryLimitProblems, toImageManifest } from './convert.js';
+import type { Config } from '../config.js';
 import type { CacheContext } from './context.js';
 import type { KnownIndex } from './digest-map.js';
 import type { WrittenForm } from './form-choice.js';
@@ -78,48 +79,78 @@ function prepareWrite(cache: PushedCache, body: Buffer, form: WrittenForm, refer
   };
 }
 
-/** What a cache PUT keeps whatever the form: the pushed bytes' digest and type. */
-function describePush(cache: PushedCache, body: Buffer, reference: string) {
+/** A cache PUT, prepared: what it keeps whatever the form, and its first write. */
+interface PreparedPush {
+  /** The pushed bytes' digest (by the algorithm the client named) and type. */
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly descriptors: number;
+  /** For BuildKit's image manifest: the index importers get (made-index.ts). */
+  readonly made: KnownIndex | undefined;
+  readonly write: PreparedWrite;
+}
+
+/**
+ * Classifies and prepares a manifest PUT; undefined for one regshim leaves alone. Keeps no
+ * parsed document: an async PUT holds what it keeps until the upstream has answered.
+ */
+function preparePush(body: Buffer, contentType: string | undefined, reference: string, form: WrittenForm, config: Config): PreparedPush | undefined {
+  const cache = classifyPushed(body, contentType);
+  if (cache.kind === 'invalid') throw new OciError('MANIFEST_INVALID', 'the BuildKit cache index is malformed', cache.detail);
+  if (cache.kind === 'not-cache') return undefined;
+  // BuildKit's image manifest is left alone only when regshim has nothing to do for it.
+  if (cache.kind === 'buildkit-manifest' && !config.imageManifestAsIndex && config.cacheForm === 'buildkit') return undefined;
   const digest = digestWith(isDigest(reference) ? algorithmOf(reference) : 'sha256', body);
   if (isDigest(reference) && digest !== reference) {
     throw new OciError('DIGEST_INVALID', 'the manifest body does not match the digest in the URL', { reference, actual: digest });
   }
-  return { digest, mediaType: cache.parts.mediaType, descriptors: cache.parts.layers.length + 1 };
+  return {
+    digest,
+    mediaType: cache.parts.mediaType,
+    descriptors: cache.parts.layers.length + 1,
+    made: cache.kind === 'buildkit-manifest' && config.imageManifestAsIndex ? knownMadeIndex(cache.made, digest) : undefined,
+    write: prepareWrite(cache, body, form, reference, config.indexMediaType),
+  };
+}
+
+/** The image form of a cache whose first write was refused: parsed again, as nothing parsed was kept. */
+function prepareImageForm(body: Buffer, reference: string, config: Config): PreparedWrite {
+  const cache = classifyPushed(body, undefined);
+  if (cache.kind !== 'index' && cache.kind !== 'buildkit-manifest') throw new Error('a cache PUT classifies as a cache again');
+  return prepareWrite(cache, body, 'image', reference, config.indexMediaType);
 }
 
 export function createPutHandler(ctx: CacheContext) {
   const { config, map, log, metrics, forms } = ctx;
   const { call, clientHeaders, sendUpstream, storeBlob } = ctx.exchange;
 
-  async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, cache: PushedCache): Promise<void> {
-    const pushed = describePush(cache, body, reference);
-    const logFields = { reqId: contextOf(req)?.id, repo: name, ref: reference, indexDigest: pushed.digest, descriptors: pushed.descriptors };
-    // The index old importers will be given, stored first with the pusher's credentials, so
-    // that any replica finds it by digest as soon as the manifest is there (lookup.ts).
-    const made = cache.kind === 'buildkit-manifest' && config.imageManifestAsIndex ? knownMadeIndex(cache.made, pushed.digest) : undefined;
-    if (made) await ctx.lookup.storeMadeIndex(req, res, name, made, 'push');
-    let write = prepareWrite(cache, body, forms.current(), reference, config.indexMediaType);
+  async function putCache(req: Request, res: Response, name: string, reference: string, body: Buffer, push: PreparedPush): Promise<void> {
+    const { digest, made } = push;
+    const logFields = { reqId: contextOf(req)?.id, repo: name, ref: reference, indexDigest: digest, descriptors: push.descriptors };
+    let write = push.write;
     for (const problem of write.importProblems) {
       metrics.importLimit.inc();
       log.warn({ ...logFields, problem }, 'cache stored, but BuildKit will not import it: every build that reads it will miss');
     }
+    // The index old importers will be given, stored first with the pusher's credentials, so
+    // that any replica finds it by digest as soon as the manifest is there (lookup.ts).
+    if (made) await ctx.lookup.storeMadeIndex(req, res, name, made, 'push');
     let up = await writeForm(req, res, name, reference, write, { ...logFields, manifestDigest: write.manifestDigest });
     if (!isStored(up) && write.form === 'buildkit' && forms.switchesAfter(up, write.buildkitTypes)) {
-      write = prepareWrite(cache, body, 'image', reference, config.indexMediaType);
+      write = prepareImageForm(body, reference, config);
       up = await writeForm(req, res, name, reference, write, { ...logFields, manifestDigest: write.manifestDigest });
     }
     if (!isStored(up)) return sendUpstream(req, res, up);
     // In the image form the manifest stands for the pushed bytes; the made index points at it too.
     if (made) map.remember(write.asPushed ? made : { ...made, source: 'made-from-stored', manifestDigest: write.manifestDigest });
     if (write.asPushed) return sendUpstream(req, res, up);
-    const stored: KnownIndex = { kind: 'index', source: 'stored', indexDigest: pushed.digest, manifestDigest: write.manifestDigest, mediaType: pushed.mediaType, bytes: body, descriptors: pushed.descriptors, rebuildable: write.rebuildable };
-    map.remember(stored);
+    map.remember({ kind: 'index', source: 'stored', indexDigest: digest, manifestDigest: write.manifestDigest, mediaType: push.mediaType, bytes: body, descriptors: push.descriptors, rebuildable: write.rebuildable });
     metrics.conversions.inc({ direction: 'in' });
     log.info({ ...logFields, manifestDigest: write.manifestDigest, form: write.form, direction: 'in' }, 'cache index converted');
     // 201, never 202 (containerd fails on it), with the digest the client computed itself.
     res.writeHead(201, {
-      'docker-content-digest': pushed.digest,
-      location: `/v2/${name}/manifests/${pushed.digest}`,
+      'docker-content-digest': digest,
+      location: `/v2/${name}/manifests/${digest}`,
       'content-length': '0',
       'docker-distribution-api-version': 'registry/2.0',
     });
@@ -159,11 +190,8 @@ export function createPutHandler(ctx: CacheContext) {
   return async function put(req: Request, res: Response): Promise<void> {
     const { name, reference } = ctx.route(req);
     const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    const cache = classifyPushed(body, req.headers['content-type']);
-    if (cache.kind === 'invalid') throw new OciError('MANIFEST_INVALID', 'the BuildKit cache index is malformed', cache.detail);
-    // BuildKit's image manifest is left alone only when regshim has nothing to do for it.
-    const touches = cache.kind === 'index' || (cache.kind === 'buildkit-manifest' && (config.imageManifestAsIndex || config.cacheForm !== 'buildkit'));
-    if (touches) return putCache(req, res, name, reference, body, cache as PushedCache);
+    const push = preparePush(body, req.headers['content-type'], reference, forms.current(), config);
+    if (push) return putCache(req, res, name, reference, body, push);
     const up = await call(req, res, { method: 'PUT', path: req.url ?? `/v2/${name}/manifests/${reference}`, headers: forwardedRequestHeaders(req.headers), body });
     sendUpstream(req, res, up);
   };

@@ -185,3 +185,37 @@ describe("dockerd 20.10's BuildKit imports through regshim", () => {
     expect(importer.logs.some((l) => l.msg === 'cache index restored' && l.indexDigest === cache('index').digest)).toBe(true);
   });
 });
+
+describe('a registry that allow-lists media types (the Quay profile of the strict-gate simulation)', () => {
+  it("BuildKit's image-manifest cache: refused straight, stored through regshim in the image form; a second replica serves it to containerd and to dockerd 20.10's BuildKit, every step cached", async () => {
+    const gate = await cleanup.track(startStrictGate(registry.url, 'quay', { registryDataDir: registry.dataDir }));
+    const direct = await push('imgmanifest', gate.host, 'quay/e2e', 'cache');
+    expect(direct.code).not.toBe(0);
+    expect(direct.stderr).toMatch(/400 Bad Request/);
+
+    const one = await cleanup.track(startShim(gate.url));
+    const pushed = await push('imgmanifest', one.host, 'quay/e2e', 'cache');
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const stored = JSON.parse((await getManifest(registry.url, 'quay/e2e', 'cache', { accept: OCI_MANIFEST })).bytes.toString()) as { config: { mediaType: string } };
+    expect(stored.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+    expect(gate.refused).toHaveLength(2); // the control, and regshim's first try in BuildKit's form
+
+    // Another replica, no shared state: a re-push of the same cache writes nothing.
+    const two = await cleanup.track(startShim(gate.url));
+    const again = await push('imgmanifest', two.host, 'quay/e2e', 'cache');
+    expect(again.code, again.stderr).toBe(0);
+    expect(two.logs.filter((l) => l.msg === 'request' && l.method === 'PUT')).toEqual([]);
+
+    const index = cache('index');
+    const fetched = await fetchFresh(`${two.host}/quay/e2e:cache`);
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(fetched.content).toEqual([index.digest, ...index.blobs.keys()].sort());
+
+    const dockerd = await cleanup.track(startDockerd({ containerdSock: ctrd.sock, insecureRegistries: [two.host] }));
+    const ctx = join(workDir, 'ctx-quay');
+    await copyFixtureContext(ctx);
+    const build = await dockerd.docker(['build', '--progress=plain', '--cache-from', `${two.host}/quay/e2e:cache`, '-t', 'local/q', ctx]);
+    expect(build.code, build.stderr).toBe(0);
+    expect(cachedSteps(build.stderr), build.stderr).toEqual(['[1/2] COPY a.txt /a.txt', '[2/2] COPY b.txt /b.txt']);
+  });
+});
