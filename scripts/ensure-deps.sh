@@ -83,7 +83,7 @@ fi
 # installed. bookworm's runc (above) runs their containers: theirs needs a newer glibc.
 # Prints the version of every package it extracted, or finds extracted.
 extract_suite() {
-  local suite=$1
+  local suite=$1 deb
   shift
   local dir="$cache/$suite"
   if [ -x "$dir/root/usr/sbin/dockerd" ] && [ -f "$dir/root/.complete" ]; then
@@ -102,7 +102,6 @@ extract_suite() {
     rm -f "$dir"/debs/*.deb
     (cd "$dir/debs" && apt-get "${private_apt[@]}" download "$@" >/dev/null)
     rm -rf "$dir/root"
-    local deb
     for deb in "$dir"/debs/*.deb; do
       dpkg-deb -x "$deb" "$dir/root"
     done
@@ -111,8 +110,8 @@ extract_suite() {
     rm -rf "$apt_dir"
     echo "extracted $* from $suite into $dir/root"
   fi
-  local deb
   for deb in "$dir"/debs/*.deb; do
+    [ -f "$deb" ] || continue
     echo "  $suite: $(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)"
   done
 }
