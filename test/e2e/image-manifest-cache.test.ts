@@ -48,12 +48,20 @@ beforeAll(async () => {
 
 afterAll(() => cleanup.run());
 
+interface Answer {
+  status: number;
+  type: string | null;
+  digest: string | null;
+  /** The body's digest. */
+  bytes: string;
+}
+
 /**
  * Every answer regshim at `url` gives for the cache, `refs` in order, GET and HEAD, two
  * Accepts. Digests first: a replica that never read the tag must find them too.
  */
-async function answers(url: string, refs: string[]): Promise<Record<string, { status: number; type: string | null; digest: string | null; bytes: string }>> {
-  const out: Record<string, { status: number; type: string | null; digest: string | null; bytes: string }> = {};
+async function answers(url: string, refs: string[]): Promise<Record<string, Answer>> {
+  const out: Record<string, Answer> = {};
   for (const ref of refs) {
     for (const accept of [RESOLVER_ACCEPT, MANIFEST_ONLY]) {
       for (const method of ['GET', 'HEAD'] as const) {
