@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the e2e tests run against: distribution's registry, containerd + ctr,
 # skopeo, nginx, runc, the ECR credential helper, an extracted (not installed) dockerd 20.10
-# from Debian's docker.io, and dockerd 26 with buildx (BuildKit 0.13) extracted from Debian trixie's packages.
+# from Debian's docker.io (BuildKit 0.8), and, extracted from Debian's newer suites' packages,
+# dockerd 26 with buildx (trixie, BuildKit 0.13) and dockerd 28.5 with buildx (forky,
+# BuildKit 0.25).
 # Idempotent; starts no service and leaves no nginx running.
 set -euo pipefail
 
@@ -76,33 +78,48 @@ else
   echo "extracted dockerd into $cache/docker.io"
 fi
 
-# dockerd 26.1.5 (BuildKit v0.13.2), docker-buildx 0.13.1, containerd 1.7 and tini-static
-# from Debian trixie, downloaded with a private apt configuration (the system's sources
-# never name trixie) and extracted, never installed. bookworm's runc (above) runs their
-# containers: trixie's needs a newer glibc.
-trixie="$cache/trixie"
-trixie_pkgs=(docker.io docker-cli docker-buildx containerd tini)
-if [ -x "$trixie/root/usr/sbin/dockerd" ] && [ -f "$trixie/root/.complete" ]; then
-  echo "trixie's dockerd, buildx and containerd already extracted in $trixie/root"
-else
-  apt_dir="$trixie/apt"
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$trixie/debs"
-  echo "deb http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
-  private_apt=(
-    -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
-    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
-    # The cache lives under $HOME, which apt's unprivileged download user may not reach.
-    -o APT::Sandbox::User=root
-  )
-  apt-get "${private_apt[@]}" update -qq
-  rm -f "$trixie"/debs/*.deb
-  (cd "$trixie/debs" && apt-get "${private_apt[@]}" download "${trixie_pkgs[@]}" >/dev/null)
-  rm -rf "$trixie/root"
-  for deb in "$trixie"/debs/*.deb; do
-    dpkg-deb -x "$deb" "$trixie/root"
+# Packages of a newer Debian suite, downloaded with a private apt configuration (the
+# system's sources never name that suite) and extracted into $cache/SUITE/root, never
+# installed. bookworm's runc (above) runs their containers: theirs needs a newer glibc.
+# Prints the version of every package it extracted, or finds extracted.
+extract_suite() {
+  local suite=$1 deb
+  shift
+  local dir="$cache/$suite"
+  if [ -x "$dir/root/usr/sbin/dockerd" ] && [ -f "$dir/root/.complete" ]; then
+    echo "$suite's packages already extracted in $dir/root"
+  else
+    local apt_dir="$dir/apt"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$dir/debs"
+    echo "deb http://deb.debian.org/debian $suite main" >"$apt_dir/sources.list"
+    local private_apt=(
+      -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
+      -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+      # The cache lives under $HOME, which apt's unprivileged download user may not reach.
+      -o APT::Sandbox::User=root
+    )
+    apt-get "${private_apt[@]}" update -qq
+    rm -f "$dir"/debs/*.deb
+    (cd "$dir/debs" && apt-get "${private_apt[@]}" download "$@" >/dev/null)
+    rm -rf "$dir/root"
+    for deb in "$dir"/debs/*.deb; do
+      dpkg-deb -x "$deb" "$dir/root"
+    done
+    touch "$dir/root/.complete"
+    # The lists served one download; the next run starts from fresh ones.
+    rm -rf "$apt_dir"
+    echo "extracted $* from $suite into $dir/root"
+  fi
+  for deb in "$dir"/debs/*.deb; do
+    [ -f "$deb" ] || continue
+    echo "  $suite: $(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)"
   done
-  touch "$trixie/root/.complete"
-  # The lists served one download; the next run starts from fresh ones.
-  rm -rf "$apt_dir"
-  echo "extracted ${trixie_pkgs[*]} from trixie into $trixie/root"
-fi
+}
+
+# dockerd 26.1.5 (BuildKit v0.13.2), docker-buildx 0.13.1, containerd 1.7 and tini-static
+# (the static binary the builds' RUN steps run).
+extract_suite trixie docker.io docker-cli docker-buildx containerd tini
+# dockerd 28.5.2 (BuildKit 0.25, whose default cache export is the image-manifest form),
+# docker-buildx 0.29.1 and containerd 2.1. Testing moves on: the versions printed are the
+# ones the tests ran with.
+extract_suite forky docker.io docker-cli docker-buildx containerd

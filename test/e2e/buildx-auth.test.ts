@@ -19,7 +19,7 @@ let workDir: string;
 
 beforeAll(async () => {
   workDir = await cleanup.tempDir('regshim-e2e-buildx-auth-');
-  bx = await cleanup.track(startBuildx());
+  bx = await cleanup.track(startBuildx('trixie'));
   ctx = await writeBuildContext(join(workDir, 'ctx'), tiniStatic());
 });
 afterAll(() => cleanup.run());

@@ -1,7 +1,9 @@
-// dockerd 26.1.5 and its BuildKit v0.13.2, with the buildx 0.13.1 CLI plugin and containerd
-// 1.7, all from Debian trixie's packages, extracted (not installed) by scripts/ensure-deps.sh.
-// The docker driver exports registry caches only with the containerd image store, hence
-// containerd 1.7 and `containerd-snapshotter`. RUN steps use the machine's runc (bookworm's).
+// The modern BuildKit engines, each from one Debian suite's packages, extracted (not
+// installed) by scripts/ensure-deps.sh: trixie's dockerd 26.1.5 (BuildKit v0.13.2, buildx
+// 0.13.1, containerd 1.7) and forky's dockerd 28.5.2 (BuildKit 0.25, buildx 0.29.1,
+// containerd 2.1). Both start the same way. The docker driver exports registry caches only
+// with the containerd image store, hence `containerd-snapshotter`. RUN steps use the
+// machine's runc (bookworm's).
 import { symlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cleanup } from './cleanup.js';
@@ -24,24 +26,33 @@ export interface Buildx {
   stop(): Promise<void>;
 }
 
-export function trixieDir(): string {
-  return join(testCacheDir(), 'trixie', 'root');
+/** The Debian suite an engine comes from, and the BuildKit it embeds. */
+export const BUILDKIT_OF = { trixie: '0.13', forky: '0.25' } as const;
+export type Suite = keyof typeof BUILDKIT_OF;
+
+export function suiteDir(suite: Suite): string {
+  return join(testCacheDir(), suite, 'root');
 }
 
-/** A static binary for RUN steps in a FROM scratch build. */
+/** A static binary for RUN steps in a FROM scratch build (trixie's tini package). */
 export function tiniStatic(): string {
-  return join(trixieDir(), 'usr', 'bin', 'tini-static');
+  return join(suiteDir('trixie'), 'usr', 'bin', 'tini-static');
 }
 
-/** Starts containerd 1.7 and dockerd 26 in temp folders; stop() ends both and unmounts what they mounted. */
-export async function startBuildx(): Promise<Buildx> {
-  const pkg = trixieDir();
+/** Starts the suite's containerd and dockerd in temp folders; stop() ends both and unmounts what they mounted. */
+export async function startBuildx(suite: Suite): Promise<Buildx> {
+  const pkg = suiteDir(suite);
   const started = new Cleanup();
   try {
     const ctrd = await started.track(
       startContainerd({
         binDir: join(pkg, 'usr', 'bin'),
         // Snapshotters this machine has no use for, and whose probes only log errors.
+        // containerd 2.1 takes the same config (it migrates `version = 2` itself, with a
+        // warning). Its CRI, split into io.containerd.cri.v1.* plugins that the disabled
+        // grpc.v1.cri ID no longer covers, starts with root and state in the temp folder
+        // and finds no CNI: harmless. Disabling those too makes podsandbox and
+        // sandbox-controllers fail to load, so they stay.
         disabledPlugins: ['btrfs', 'zfs', 'devmapper', 'aufs'].map((s) => `io.containerd.snapshotter.v1.${s}`),
       }),
     );
@@ -89,6 +100,15 @@ export function cachedStepNames(rawjson: string): string[] {
     }
   }
   return [...cached.values()].sort((a, b) => a.localeCompare(b));
+}
+
+/**
+ * The digest of the cache manifest (index, list or image manifest) a `--cache-to
+ * type=registry` build pushed, from its `--progress=rawjson` stream: BuildKit names it in a
+ * status "writing cache manifest <digest>" or "writing cache image manifest <digest>".
+ */
+export function exportedCacheDigest(rawjson: string): string | undefined {
+  return [...rawjson.matchAll(/"id":"writing cache (?:image )?manifest (sha256:[0-9a-f]{64})"/g)].at(-1)?.[1];
 }
 
 /** Splits a stream of concatenated JSON values at their top-level ends. */

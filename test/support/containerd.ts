@@ -2,6 +2,7 @@
 // containerd's push and fetch code is what BuildKit uses.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { machinePaths } from './machine-paths.js';
 import {
   makeTempDir,
   removeTempDir,
@@ -27,7 +28,14 @@ export interface ContainerdOptions {
   disabledPlugins?: string[];
 }
 
+/**
+ * Shims put their sockets under /run/containerd/s whatever `state` says, and containerd 2.1
+ * creates /run/containerd at start.
+ */
+const MACHINE_PATHS = ['/run/containerd'];
+
 export async function startContainerd(opts: ContainerdOptions = {}): Promise<Containerd> {
+  const machine = machinePaths(MACHINE_PATHS);
   const dir = await makeTempDir('regshim-ctrd-');
   const root = join(dir, 'root');
   const sock = join(dir, 'sock');
@@ -58,18 +66,22 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   // containerd finds its shims (containerd-shim-runc-v2) on PATH.
   const env = opts.binDir ? { ...process.env, PATH: `${opts.binDir}:${process.env.PATH ?? ''}` } : process.env;
   const ctr = (args: string[], runOpts?: RunOptions): Promise<RunResult> => runCommand(bin('ctr'), ['-a', sock, ...args], runOpts);
+  const removeAll = async (): Promise<void> => {
+    await removeTempDir(dir);
+    await machine.remove();
+  };
   const proc = await startReady(
-    { cmd: bin('containerd'), args: ['--config', config], env, logFile, cwd: dir, leftovers: [dir] },
+    { cmd: bin('containerd'), args: ['--config', config], env, logFile, cwd: dir, leftovers: [dir, ...machine.created] },
     {
       ready: async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0,
       timeoutMs: 30_000,
       what: `containerd on ${sock}`,
-      cleanup: () => removeTempDir(dir),
+      cleanup: removeAll,
     },
   );
   const stop = async (): Promise<void> => {
     await proc.stop();
-    await removeTempDir(dir);
+    await removeAll();
   };
   return { sock, root, logFile, ctr, stop };
 }

@@ -2,9 +2,10 @@
 // embedded BuildKit ~v0.8, a real cache importer that ignores the image-manifest form) and,
 // through buildx.ts, 26 (trixie's, BuildKit v0.13). Both extracted by scripts/ensure-deps.sh.
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { machinePaths } from './machine-paths.js';
 import {
   makeTempDir,
   removeTempDir,
@@ -32,7 +33,7 @@ export function dockerPackageDir(): string {
   return join(testCacheDir(), 'docker.io');
 }
 
-// dockerd 20.10 writes these whatever its config says; remove them afterwards only if it created them.
+// dockerd 20.10 writes these whatever its config says.
 const MACHINE_PATHS = ['/etc/docker/key.json', '/run/docker'];
 
 export interface EngineOptions {
@@ -47,7 +48,7 @@ export interface EngineOptions {
 export async function startEngine(opts: EngineOptions): Promise<Dockerd> {
   const dockerdBin = join(opts.pkgDir, 'usr', 'sbin', 'dockerd');
   if (!existsSync(dockerdBin)) throw new Error(`${dockerdBin} is missing: run scripts/ensure-deps.sh`);
-  const preexisting = new Set(MACHINE_PATHS.filter((p) => existsSync(p)));
+  const machine = machinePaths(MACHINE_PATHS);
   const dir = await makeTempDir('regshim-dockerd-');
   const sock = join(dir, 'docker.sock');
   const logFile = join(dir, 'dockerd.log');
@@ -84,13 +85,11 @@ export async function startEngine(opts: EngineOptions): Promise<Dockerd> {
 
   const removeAll = async (): Promise<void> => {
     await removeTempDir(dir);
-    for (const p of MACHINE_PATHS) {
-      if (!preexisting.has(p)) await rm(p, { recursive: true, force: true });
-    }
+    await machine.remove();
   };
   const proc = await startReady(
     // Killed with the runner, dockerd leaves its temp dir and the machine paths it created.
-    { cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir, leftovers: [dir, ...MACHINE_PATHS.filter((p) => !preexisting.has(p))] },
+    { cmd: dockerdBin, args: ['--config-file', config], env, logFile, cwd: dir, leftovers: [dir, ...machine.created] },
     { ready: async () => (await docker(['version'], { timeoutMs: 10_000 })).code === 0, timeoutMs: 60_000, what: `dockerd on ${sock}`, cleanup: removeAll },
   );
   const stop = async (): Promise<void> => {
