@@ -20,6 +20,7 @@ function serveOptions(cmd: Command): Command {
     .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve clients over https').env('REGSHIM_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('REGSHIM_TLS_KEY'))
     .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)').env('REGSHIM_LOG_LEVEL'))
+    .addOption(new Option('--log-format <format>', 'json, or pretty: one readable line per request (default pretty on a terminal, else json)').env('REGSHIM_LOG_FORMAT'))
     .addOption(new Option('--cache-max-bytes <size>', 'memory bound of the digest map (default 64MiB)').env('REGSHIM_CACHE_MAX_BYTES'))
     .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
     .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
@@ -49,15 +50,21 @@ function serveOptions(cmd: Command): Command {
 async function serve(opts: RawConfig): Promise<void> {
   const raw: RawConfig = {
     ...opts,
+    logFormat: opts.logFormat ?? (process.stdout.isTTY ? 'pretty' : 'json'),
     dockerConfigEnv: process.env.DOCKER_CONFIG,
     upstreamPassword: process.env.REGSHIM_UPSTREAM_PASSWORD,
     allowUnauthenticated: opts.allowUnauthenticated ?? process.env.REGSHIM_ALLOW_UNAUTHENTICATED,
   };
   const config = parseConfig(raw, { read: (path) => readFileSync(path, 'utf8') });
-  if (config.workers > 1 && !isWorker()) return superviseWorkers(config.workers, createLogger(config.logLevel));
+  const logDestination = config.logFormat === 'pretty' ? await prettyLogs() : undefined;
+  if (config.workers > 1 && !isWorker()) {
+    // Workers write through the primary's stdout, no terminal of their own: tell them the format.
+    process.env.REGSHIM_LOG_FORMAT = config.logFormat;
+    return superviseWorkers(config.workers, createLogger(config.logLevel, logDestination));
+  }
   // Loaded only where requests are served: a primary that only supervises workers stays small.
   const { createServer } = await import('./server.js');
-  const shim = createServer(config, isWorker() ? { clusterMetrics: workerMetrics() } : {});
+  const shim = createServer(config, { ...(isWorker() ? { clusterMetrics: workerMetrics() } : {}), ...(logDestination ? { logDestination } : {}) });
   await shim.listen();
   const stop = (signal: string) => {
     shim.log.info({ signal }, 'shutting down');
@@ -73,6 +80,12 @@ async function serve(opts: RawConfig): Promise<void> {
     shim.log.fatal({ err }, 'uncaught exception: shutting down');
     shim.close().finally(() => process.exit(1));
   });
+}
+
+/** pino-pretty, loaded only when chosen: JSON logging never pays for it. */
+async function prettyLogs() {
+  const { prettyDestination } = await import('./observability/pretty.js');
+  return prettyDestination({ colorize: process.stdout.isTTY === true && process.env.NO_COLOR === undefined });
 }
 
 /** `regshim convert <file>`: the image manifest regshim would store for a cache index file. */

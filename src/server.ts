@@ -14,7 +14,7 @@ import type { Config } from './config.js';
 import { createManifestAdmission } from './intake/admission.js';
 import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
-import { trackRequest } from './observability/access-log.js';
+import { markAction, trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger, requestLogger } from './observability/log.js';
 import { createMetrics } from './observability/metrics.js';
 import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
@@ -122,7 +122,10 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (!isFramingSupported(req)) {
       return refuse(req, res, new OciError('REQUEST_INVALID', 'Transfer-Encoding must be chunked alone (RFC 9112 section 6.3)'));
     }
-    if (OWN_PATHS.has(pathname)) return proceed(req, res, app);
+    if (OWN_PATHS.has(pathname)) {
+      markAction(req, 'answered');
+      return proceed(req, res, app);
+    }
     if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics'));
     if (refuseBodyOnDelete(req, res)) return;
     if (!gate) return dispatch(req, res, route);

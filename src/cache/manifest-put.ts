@@ -2,10 +2,11 @@
 // (convert.ts), after its exact bytes are stored as a blob. Other manifests pass unchanged.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
-import { contextOf } from '../observability/access-log.js';
+import { contextOf, markAction } from '../observability/access-log.js';
 import { OciError } from '../registry/errors.js';
 import { OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
+import { upstreamRefusalOf } from '../registry/upstream-refusal.js';
 import { type UpstreamResponse, forwardedRequestHeaders, header, resolveLocation } from '../registry/upstream.js';
 import { algorithmOf, importLimitProblems, isRebuildable, registryLimitProblems, toImageManifest } from './convert.js';
 import type { CacheContext } from './context.js';
@@ -92,7 +93,8 @@ export function createPutHandler(ctx: CacheContext) {
     }
     const blobFailure = await storeIndexBlob(req, res, name, indexDigest, body);
     if (blobFailure) {
-      log.warn({ ...logFields, status: blobFailure.status }, 'upstream refused the index blob; nothing was converted');
+      markAction(req, 'refused');
+      log.warn({ ...logFields, status: blobFailure.status, ...refusalFields(blobFailure) }, 'upstream refused the index blob; nothing was converted');
       return sendUpstream(req, res, blobFailure);
     }
     const target = isDigest(reference) ? manifestDigest : reference;
@@ -105,7 +107,8 @@ export function createPutHandler(ctx: CacheContext) {
     if (up.status !== 200 && up.status !== 201 && up.status !== 204) {
       // The index blob stays: no manifest references it, so the registry's garbage collection
       // removes it, and deleting it here could break a concurrent push of the same cache.
-      log.warn({ ...logFields, status: up.status, limits: cache.limitProblems }, 'upstream refused the converted manifest');
+      markAction(req, 'refused');
+      log.warn({ ...logFields, status: up.status, ...refusalFields(up), limits: cache.limitProblems }, 'upstream refused the converted manifest');
       return sendUpstream(req, res, up);
     }
     const stored = header(up.headers, 'docker-content-digest');
@@ -114,6 +117,7 @@ export function createPutHandler(ctx: CacheContext) {
     }
     map.remember({ kind: 'index', indexDigest, manifestDigest, mediaType: cache.indexMediaType, bytes: body, descriptors: cache.descriptors, rebuildable: cache.rebuildable });
     metrics.conversions.inc({ direction: 'in' });
+    markAction(req, 'converted');
     log.info({ ...logFields, direction: 'in' }, 'cache index converted');
     // 201, never 202 (containerd fails on it), with the digest the client computed itself.
     res.writeHead(201, {
@@ -140,4 +144,10 @@ export function createPutHandler(ctx: CacheContext) {
     if (detection.kind === 'invalid') throw new OciError('MANIFEST_INVALID', 'the BuildKit cache index is malformed', detection.detail);
     return detection.kind === 'cache' ? prepare(detection.index, body, reference, config.indexMediaType) : undefined;
   }
+}
+
+/** The registry's own code and message for a refusal, as log fields (none when its body says nothing). */
+function refusalFields(up: UpstreamResponse): { upstreamCode?: string; upstreamMessage?: string } {
+  const refusal = upstreamRefusalOf(up.body);
+  return refusal ? { upstreamCode: refusal.code, upstreamMessage: refusal.message } : {};
 }
