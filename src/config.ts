@@ -161,7 +161,7 @@ function parseLimits(raw: RawConfig) {
   };
 }
 
-function parseCount(flag: string, value: string | undefined, fallback: number): number {
+export function parseCount(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n) || n < 1) {

@@ -18,7 +18,7 @@ import { markAction, trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger, requestLogger } from './observability/log.js';
 import { createMetrics } from './observability/metrics.js';
 import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
-import { UpstreamAuth } from './registry/auth/upstream-auth.js';
+import { upstreamAuthFor } from './registry/auth/upstream-auth.js';
 import { OciError, sendOciError } from './registry/errors.js';
 import { type Route, parseRoute } from './registry/routes.js';
 import { Upstream } from './registry/upstream.js';
@@ -49,17 +49,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
   const requestLog = requestLogger(log);
   const metrics = createMetrics();
   options.clusterMetrics?.attach(metrics.registry);
-  const auth = config.upstreamCredentials
-    ? new UpstreamAuth({
-        upstream: config.upstream,
-        spec: config.upstreamCredentials,
-        upstreamCa: config.upstreamCa,
-        timeoutMs: config.upstreamTimeoutMs,
-        helperTimeoutMs: config.credentialHelperTimeoutMs,
-        log,
-        metrics,
-      })
-    : undefined;
+  const auth = upstreamAuthFor(config, log, metrics);
   const gate = createGate(config.access, metrics);
   const upstream = new Upstream(config, auth);
   const passthrough = createPassthrough(config, log, metrics, auth);

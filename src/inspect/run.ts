@@ -1,0 +1,37 @@
+// `regshim inspect <ref>`: fetch, work out the facts, print them, and say by the exit status
+// whether the cache is whole and importable (0), or not (1). Bad usage (2) is the CLI's.
+import type { Config } from '../config.js';
+import { connectRegistry } from '../registry/client.js';
+import { OciError } from '../registry/errors.js';
+import { inspectFacts, isHealthy } from './facts.js';
+import { InspectError, fetchCache } from './fetch.js';
+import type { CacheReference } from './reference.js';
+import { INSPECT_SCHEMA, inspectJson, inspectText } from './render.js';
+
+export interface Output {
+  write(text: string): void;
+  json: boolean;
+  color: boolean;
+}
+
+export interface InspectOptions {
+  checkBlobs: boolean;
+  concurrency: number;
+}
+
+export async function runInspect(config: Config, ref: CacheReference, opts: InspectOptions, out: Output): Promise<number> {
+  const connection = connectRegistry(config);
+  try {
+    const input = await fetchCache(connection.upstream, ref.name, ref.reference, { maxManifestBytes: config.maxManifestBytes, checkBlobs: opts.checkBlobs, concurrency: opts.concurrency });
+    const report = inspectFacts(input);
+    out.write(out.json ? inspectJson(report) : inspectText(report, out.color));
+    return isHealthy(report) ? 0 : 1;
+  } catch (err) {
+    if (!(err instanceof InspectError || err instanceof OciError)) throw err;
+    const reference = `${ref.name}:${ref.reference}`;
+    out.write(out.json ? `${JSON.stringify({ schema: INSPECT_SCHEMA, ok: false, reference, error: err.message }, null, 2)}\n` : `${reference}: ${err.message}\n`);
+    return 1;
+  } finally {
+    await connection.close();
+  }
+}
