@@ -5,6 +5,7 @@ import { toImageManifest } from './cache/convert.js';
 import { classifyManifest } from './cache/detect.js';
 import { ConfigError, DEFAULTS, type RawConfig, parseConfig, parseCount } from './config.js';
 import { parseCacheReference } from './inspect/reference.js';
+import { parseRoute } from './registry/routes.js';
 import { createLogger } from './observability/log.js';
 import { isWorker, superviseWorkers, workerMetrics } from './workers.js';
 
@@ -67,7 +68,7 @@ async function serve(opts: RawConfig): Promise<void> {
   }
   // Loaded only where requests are served: a primary that only supervises workers stays small.
   const { createServer } = await import('./server.js');
-  const shim = createServer(config, { ...(isWorker() ? { clusterMetrics: workerMetrics() } : {}), ...(logDestination ? { logDestination } : {}) });
+  const shim = createServer(config, { version: VERSION, ...(isWorker() ? { clusterMetrics: workerMetrics() } : {}), ...(logDestination ? { logDestination } : {}) });
   await shim.listen();
   const stop = (signal: string) => {
     shim.log.info({ signal }, 'shutting down');
@@ -120,6 +121,28 @@ async function inspect(text: string, flags: InspectFlags): Promise<void> {
   process.exitCode = await runInspect(config, ref, { checkBlobs: flags.checkBlobs === true, concurrency }, terminalOutput(flags.json === true));
 }
 
+interface DoctorFlags extends RawConfig {
+  repository?: string;
+  regshim?: string;
+  json?: boolean;
+}
+
+/** `regshim doctor`: will regshim work in front of this registry, in this repository (src/doctor/)? */
+async function doctor(flags: DoctorFlags): Promise<void> {
+  const config = parseConfig(registryRaw(flags, flags.upstream ?? ''), { read: (path) => readFileSync(path, 'utf8') });
+  const repository = flags.repository ?? '';
+  if (parseRoute(`/v2/${repository}/tags/list`).kind !== 'tags') {
+    throw new ConfigError(`--repository ${JSON.stringify(repository)} must name a repository to probe, like team/app: doctor pushes a small cache there and removes it`);
+  }
+  let regshim: URL | undefined;
+  if (flags.regshim !== undefined) {
+    regshim = URL.canParse(flags.regshim) ? new URL(flags.regshim) : undefined;
+    if (!regshim || !/^https?:$/.test(regshim.protocol)) throw new ConfigError(`--regshim ${JSON.stringify(flags.regshim)} must be the URL of a running regshim, like http://127.0.0.1:5000`);
+  }
+  const { runDoctor } = await import('./doctor/run.js');
+  process.exitCode = await runDoctor(config, { repository, regshim }, terminalOutput(flags.json === true));
+}
+
 /** The server's settings for reaching a registry, with what only the environment holds. */
 function registryRaw(flags: RawConfig, upstream: string): RawConfig {
   return { ...flags, upstream, dockerConfigEnv: process.env.DOCKER_CONFIG, upstreamPassword: process.env.REGSHIM_UPSTREAM_PASSWORD };
@@ -157,6 +180,17 @@ export async function main(argv: string[]): Promise<void> {
     .option('--plain-http', 'reach host:port/name:tag over http (the default for loopback hosts)')
     .exitOverride()
     .action(async (ref: string, flags: InspectFlags) => inspect(ref, flags));
+  registryOptions(
+    program
+      .command('doctor')
+      .description('check that regshim will work in front of a registry: reach, TLS, auth, pull and push, and which cache forms it accepts, probed in --repository and removed after (exit 0: it will, 1: not yet, 2: bad usage)')
+      .addOption(new Option('--upstream <url>', 'the registry, e.g. https://registry.example.com').env('REGSHIM_UPSTREAM')),
+  )
+    .requiredOption('--repository <name>', 'repository to probe with a small cache (removed after), e.g. team/app')
+    .option('--regshim <url>', 'a running regshim to ask for its version, settings and readiness')
+    .option('--json', 'JSON for tools (the default when stdout is not a terminal)')
+    .exitOverride()
+    .action(async (flags: DoctorFlags) => doctor(flags));
   try {
     await program.parseAsync(argv);
   } catch (err) {

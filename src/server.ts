@@ -16,6 +16,7 @@ import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
 import { markAction, trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger, requestLogger } from './observability/log.js';
+import { infoOf } from './observability/info.js';
 import { createMetrics } from './observability/metrics.js';
 import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
 import { upstreamAuthFor } from './registry/auth/upstream-auth.js';
@@ -37,11 +38,13 @@ export interface ServerOptions {
   logDestination?: { write(line: string): void };
   /** How long close() lets requests in flight (a layer upload, say) finish before cutting them. */
   shutdownGraceMs?: number;
+  /** The version /info reports (the CLI's, from package.json). */
+  version?: string;
   /** In a worker process: /metrics answers for every worker (src/workers.ts). */
   clusterMetrics?: { attach(registry: Registry): void; collect(): Promise<string> };
 }
 
-const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/info']);
 const OTHER: Route = { kind: 'other' };
 
 export function createServer(config: Config, options: ServerOptions = {}): RegShim {
@@ -84,6 +87,10 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (ready) res.json({ status: 'ready' });
     else sendOciError(res, new OciError('UNAVAILABLE', `the upstream registry ${config.upstream.origin} is not answering /v2/`));
   });
+  const info = infoOf(config, options.version ?? 'unknown');
+  app.get('/info', (_req, res) => {
+    res.json(info);
+  });
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await (options.clusterMetrics?.collect() ?? metrics.registry.metrics()));
   });
@@ -116,7 +123,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
       markAction(req, 'answered');
       return proceed(req, res, app);
     }
-    if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics'));
+    if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics, /info'));
     if (refuseBodyOnDelete(req, res)) return;
     if (!gate) return dispatch(req, res, route);
     const q = target.path.indexOf('?');

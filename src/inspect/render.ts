@@ -1,7 +1,7 @@
 // The inspect report for a person at a terminal, or as JSON for tools (its shape is pinned
 // by tests and documented in the README, "Inspect and doctor"). Pure.
 import { type InspectReport, isHealthy } from './facts.js';
-import { type Paint, bytes, labelled, paint } from '../report/text.js';
+import { type Paint, bytes, jsonText, labelled, paint } from '../report/text.js';
 
 export const INSPECT_SCHEMA = 'regshim.inspect/v1';
 
@@ -11,15 +11,15 @@ export function inspectJson(report: InspectReport): string {
     ok: isHealthy(report),
     reference: report.reference,
     stored: report.stored,
-    served: report.served ?? null,
+    served: report.served,
     layers: report.layers,
     cacheBytes: report.cacheBytes,
-    newestLayer: report.newestLayer ?? null,
+    newestLayer: report.newestLayer,
     importedBy: report.importedBy,
-    blobs: report.blobs ? { ...report.blobs, records: report.blobs.records ?? null } : null,
+    blobs: report.blobs,
     problems: report.problems,
   };
-  return `${JSON.stringify(doc, null, 2)}\n`;
+  return jsonText(doc);
 }
 
 export function inspectText(report: InspectReport, color: boolean): string {

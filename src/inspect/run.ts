@@ -5,14 +5,9 @@ import { connectRegistry } from '../registry/client.js';
 import { OciError } from '../registry/errors.js';
 import { inspectFacts, isHealthy } from './facts.js';
 import { InspectError, fetchCache } from './fetch.js';
+import { type Output, jsonText } from '../report/text.js';
 import type { CacheReference } from './reference.js';
 import { INSPECT_SCHEMA, inspectJson, inspectText } from './render.js';
-
-export interface Output {
-  write(text: string): void;
-  json: boolean;
-  color: boolean;
-}
 
 export interface InspectOptions {
   checkBlobs: boolean;
@@ -29,7 +24,7 @@ export async function runInspect(config: Config, ref: CacheReference, opts: Insp
   } catch (err) {
     if (!(err instanceof InspectError || err instanceof OciError)) throw err;
     const reference = `${ref.name}:${ref.reference}`;
-    out.write(out.json ? `${JSON.stringify({ schema: INSPECT_SCHEMA, ok: false, reference, error: err.message }, null, 2)}\n` : `${reference}: ${err.message}\n`);
+    out.write(out.json ? jsonText({ schema: INSPECT_SCHEMA, ok: false, reference, error: err.message }) : `${reference}: ${err.message}\n`);
     return 1;
   } finally {
     await connection.close();

@@ -1,6 +1,13 @@
 // How inspect and doctor lay out a report for a person: labelled rows, sizes, and color
 // only when the output is a terminal. Pure.
 
+/** Where a report goes, and how: JSON for tools, text (colored or not) for a person. */
+export interface Output {
+  write(text: string): void;
+  json: boolean;
+  color: boolean;
+}
+
 export interface Paint {
   red(s: string): string;
   green(s: string): string;
@@ -30,4 +37,9 @@ export function bytes(n: number): string {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
   if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** Pretty JSON with every field present: an absent value is null, so the shape never changes. */
+export function jsonText(doc: unknown): string {
+  return `${JSON.stringify(doc, (_key, value: unknown) => (value === undefined ? null : value), 2)}\n`;
 }
