@@ -1,0 +1,92 @@
+// doctor's pure parts: the small cache it pushes, each form built from it, and the verdict
+// from what it observed. No I/O.
+import { gunzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { sha256 } from '../../src/cache/convert.js';
+import { classifyManifest } from '../../src/cache/detect.js';
+import { type DoctorObservations, chooseStoredForm, doctorFacts, isWorkable } from '../../src/doctor/facts.js';
+import type { ProbeRun } from '../../src/doctor/probes.js';
+import { makeSmallCache } from '../../src/doctor/small-cache.js';
+import { knownForms, recognise } from '../../src/inspect/forms.js';
+import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
+
+describe('the small cache', () => {
+  const cache = makeSmallCache('0123456789ab', '2026-12-03T08:00:00Z');
+
+  it('is a cache index naming its layer and cacheconfig by digest, as BuildKit writes one', () => {
+    const detection = classifyManifest(cache.index, undefined);
+    if (detection.kind !== 'cache') throw new Error('not a cache');
+    expect(detection.index.layers.map((l) => l.digest)).toEqual([sha256(cache.layer)]);
+    expect(detection.index.config.digest).toBe(sha256(cache.cacheconfig));
+    expect(JSON.parse(cache.cacheconfig.toString('utf8'))).toMatchObject({ layers: [{ blob: sha256(cache.layer), parent: -1 }] });
+  });
+
+  it('its layer is a gzip tar whose one file holds the nonce: no digest shared with another run', () => {
+    const tar = gunzipSync(cache.layer);
+    expect(tar.length % 512).toBe(0);
+    expect(tar.subarray(0, 14).toString('ascii')).toBe('regshim-doctor');
+    expect(tar.subarray(512, 525).toString('ascii')).toBe('0123456789ab\n');
+    expect(sha256(makeSmallCache('ba9876543210', '2026-12-03T08:00:00Z').layer)).not.toBe(sha256(cache.layer));
+  });
+
+  it('every form with a probe builds a body that is recognised as that form', () => {
+    const probed = knownForms().filter((f) => f.probe);
+    expect(probed.map((f) => f.id)).toEqual(['regshim-manifest', 'index', 'image-manifest']);
+    for (const form of probed) {
+      const built = form.probe!(cache, { indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE });
+      expect(recognise(built.manifest)?.form.id, form.id).toBe(form.id);
+    }
+  });
+});
+
+const accepted = (...forms: string[]): ProbeRun => ({
+  upload: { ok: true, status: 201, refusal: undefined },
+  results: ['regshim-manifest', 'index', 'image-manifest'].map((form) => ({ form, label: form, accepted: forms.includes(form), status: forms.includes(form) ? 201 : 400, refusal: forms.includes(form) ? undefined : { code: 'MANIFEST_INVALID', message: 'no' } })),
+  leftovers: [],
+});
+
+const healthy: DoctorObservations = {
+  upstream: 'http://r',
+  repository: 'team/app',
+  reach: { ok: true, status: 200, error: undefined },
+  tls: undefined,
+  challenge: { scheme: 'none', realm: undefined, service: undefined },
+  credentials: { source: undefined, pull: { ok: true, detail: '' }, push: { ok: true, detail: '' } },
+  probes: accepted('regshim-manifest', 'index', 'image-manifest'),
+  regshim: undefined,
+};
+
+describe('doctorFacts', () => {
+  it('all well: no finding, regshim stores its own form, exit 0', () => {
+    const report = doctorFacts(healthy);
+    expect(report.findings).toEqual([]);
+    expect(report.storedForm).toBe('regshim-manifest');
+    expect(isWorkable(report)).toBe(true);
+  });
+
+  it('chooseStoredForm: only forms regshim writes count', () => {
+    expect(chooseStoredForm(['index', 'image-manifest'])).toBeUndefined();
+    expect(chooseStoredForm(['index', 'regshim-manifest'])).toBe('regshim-manifest');
+  });
+
+  it.each<[string, Partial<DoctorObservations>, string[]]>([
+    ['unreachable', { reach: { ok: false, status: undefined, error: 'ECONNREFUSED' }, probes: undefined }, ['reach']],
+    ['an untrusted certificate', { tls: { protocol: 'TLSv1.3', trusted: false, error: 'SELF_SIGNED', validTo: undefined } }, ['tls']],
+    ['a challenge and no credentials', { challenge: { scheme: 'bearer', realm: 'http://t/token', service: 's' }, probes: undefined }, ['credentials']],
+    ['no push token', { credentials: { source: 'x', pull: { ok: true, detail: '' }, push: { ok: false, detail: 'refused' } } }, ['push']],
+    ['an upload refused', { probes: { upload: { ok: false, status: 403, refusal: { code: 'DENIED', message: 'no' } }, results: [], leftovers: [] } }, ['push']],
+    ['no stored form accepted', { probes: accepted('index') }, ['stored-form']],
+    ['a regshim that is not ready', { regshim: { url: 'http://s', reachable: true, version: '0.1.0', settings: {}, ready: false, readyDetail: 'GET /readyz answered 503' } }, ['regshim']],
+  ])('%s: an error with a fix, exit 1', (_what, change, checks) => {
+    const report = doctorFacts({ ...healthy, ...change });
+    expect(report.findings.map((f) => f.check)).toEqual(checks);
+    expect(report.findings.every((f) => f.fix.length > 0)).toBe(true);
+    expect(isWorkable(report)).toBe(false);
+  });
+
+  it('leftovers are warnings: regshim still works, exit 0', () => {
+    const report = doctorFacts({ ...healthy, probes: { ...accepted('regshim-manifest'), leftovers: [{ what: 'blob sha256:x', status: 405, refusal: { code: 'UNSUPPORTED', message: 'The operation is unsupported.' } }] } });
+    expect(report.findings).toEqual([expect.objectContaining({ check: 'cleanup', severity: 'warning', message: expect.stringMatching(/405 UNSUPPORTED/) })]);
+    expect(isWorkable(report)).toBe(true);
+  });
+});
