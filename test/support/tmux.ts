@@ -39,7 +39,7 @@ export async function startTerminal(command: string, env: NodeJS.ProcessEnv, wid
       try {
         await waitFor(async () => pattern.test((last = await capture(false))), { timeoutMs, what });
       } catch (err) {
-        throw new Error(`${(err as Error).message}; the screen:\n${last}`);
+        throw new Error(`${(err as Error).message}; the screen:\n${last}`, { cause: err });
       }
       return last;
     },
