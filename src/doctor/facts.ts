@@ -45,7 +45,8 @@ export function doctorFacts(o: DoctorObservations): DoctorReport {
   if (o.challenge.scheme !== 'none' && o.credentials.source === undefined) {
     fail('credentials', `the registry asks for ${o.challenge.scheme === 'bearer' ? 'Bearer tokens' : 'Basic credentials'} and none are configured`, 'give --docker-config <dir>, or --upstream-username with --upstream-password-file, as regshim will run with');
   }
-  if (o.credentials.source !== undefined || o.challenge.scheme === 'none') {
+  // Unreached, access cannot be told: the reach failure is the one to fix.
+  if (o.reach.ok && (o.credentials.source !== undefined || o.challenge.scheme === 'none')) {
     if (!o.credentials.pull.ok) fail('pull', `no read access to ${o.repository}: ${o.credentials.pull.detail}`, `grant the credentials pull on ${o.repository}`);
     if (!o.credentials.push.ok) fail('push', `no push token for ${o.repository}: ${o.credentials.push.detail}`, `grant the credentials push on ${o.repository}`);
   }

@@ -11,6 +11,7 @@ import { type CountingProxy, startCountingProxy } from '../support/counting-prox
 import { type Registry, startRegistry } from '../support/registry.js';
 import { startShimProcess } from '../support/regshim.js';
 import { startStrictGate } from '../support/strict-gate.js';
+import { makeCertificate } from '../support/tls.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -137,6 +138,26 @@ describe('regshim doctor against distribution 2.8', () => {
     const r = await regshimCli(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
+  });
+});
+
+describe('regshim doctor against a registry over https (self-signed certificate)', () => {
+  it('without its CA: TLS untrusted, exit 1, --upstream-ca named; with it: the protocol and end date, exit 0', async () => {
+    const dir = await cleanup.tempDir('regshim-doctor-tls-');
+    const cert = await makeCertificate(dir);
+    const registry = await cleanup.track(startRegistry({ tls: cert }));
+    const untrusted = await doctor(registry.url, 'doc/tls');
+    expect(untrusted.code).toBe(1);
+    const bad = parse(untrusted.stdout);
+    expect(bad.tls).toMatchObject({ trusted: false, error: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    expect(bad.findings.map((f) => f.check)).toEqual(['reach', 'tls']);
+    expect(bad.findings[1]?.fix).toMatch(/--upstream-ca/);
+    const trusted = await doctor(registry.url, 'doc/tls', '--upstream-ca', cert.certFile);
+    expect(trusted.code, trusted.stderr).toBe(0);
+    const good = parse(trusted.stdout);
+    expect(good.tls).toMatchObject({ protocol: 'TLSv1.3', trusted: true, error: null, validTo: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    expect(good.storedForm).toBe('regshim-manifest');
+    expect(good.probes?.leftovers).toEqual([]);
   });
 });
 
