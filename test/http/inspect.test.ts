@@ -1,6 +1,7 @@
 // `regshim inspect`, the built CLI against the real registry (distribution 2.8), straight and
 // through regshim, with and without upstream auth: each fact of the report, and the exit status.
 import { writeFile } from 'node:fs/promises';
+import bcrypt from 'bcryptjs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toImageManifest } from '../../src/cache/convert.js';
@@ -195,5 +196,25 @@ describe.each<UpstreamAuthKind>(['basic', 'token'])('regshim inspect against a r
     const r = await regshimCli(['inspect', `${up.registry.host}/auth/app:cache`]);
     expect(r.code).toBe(1);
     expect(parse(r.stdout).error).toMatch(/answered 401/);
+  });
+});
+
+describe('regshim inspect through a regshim that wants its clients to log in (--auth-htpasswd)', () => {
+  it('with the client’s username and password file: the report, exit 0; without: exit 1, the 401 named', async () => {
+    const dir = await cleanup.tempDir('regshim-inspect-inbound-');
+    const registry = await cleanup.track(startRegistry());
+    await writeFile(join(dir, 'clients.htpasswd'), `ci:${bcrypt.hashSync('pw-inbound-7', 5)}\n`);
+    await writeFile(join(dir, 'password'), 'pw-inbound-7\n');
+    const shim = await cleanup.track(startShimProcess(registry.url, ['--auth-htpasswd', join(dir, 'clients.htpasswd')]));
+    const cache = await fixtureCache('index');
+    const login = { authorization: `Basic ${Buffer.from('ci:pw-inbound-7').toString('base64')}` };
+    await pushBlobs(shim.url, 'inbound/app', cache.blobs.values(), login);
+    expect((await putManifest(shim.url, 'inbound/app', 'cache', cache.bytes, cache.mediaType, login)).status).toBe(201);
+    const r = await regshimCli(['inspect', `${shim.host}/inbound/app:cache`, '--check-blobs', '--upstream-username', 'ci', '--upstream-password-file', join(dir, 'password')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parse(r.stdout)).toMatchObject({ stored: { form: 'regshim-manifest' }, served: { digest: cache.digest }, blobs: { missing: [] } });
+    const refused = await regshimCli(['inspect', `${shim.host}/inbound/app:cache`]);
+    expect(refused.code).toBe(1);
+    expect(parse(refused.stdout).error).toMatch(/answered 401 UNAUTHORIZED/);
   });
 });
