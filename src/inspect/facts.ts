@@ -76,7 +76,8 @@ export interface InspectInput {
 export function inspectFacts(input: InspectInput): InspectReport {
   const { stored } = input;
   const served = typeof input.served === 'string' ? undefined : input.served;
-  const reading = stored.reading;
+  // The cache itself as a client gets it; as stored when it cannot be had.
+  const reading = (served ?? stored).reading;
   const problems: Problem[] = [];
   if (typeof input.served === 'string') problems.push({ code: 'INDEX_UNAVAILABLE', severity: 'error', message: input.served });
   problems.push(...sizeProblems(stored, served));
@@ -133,21 +134,16 @@ function sizeProblems(stored: FetchedForm, served: FetchedForm | undefined): Pro
     out.push({ code: 'OVER_IMPORT_LIMIT', severity: 'error', message: `${what} is ${size} bytes (${mib(size)}), over BuildKit's import limit of 1 MiB: every import misses, without an error` });
   if (served && served.bytes.length > BUILDKIT_IMPORT_LIMIT) overImport(`the ${served.form.label} a client gets`, served.bytes.length);
   else if (!served && stored.bytes.length > BUILDKIT_IMPORT_LIMIT) overImport(`the stored ${stored.form.label}`, stored.bytes.length);
-  const config = stored.reading.config.size;
+  const config = (served ?? stored).reading.config.size;
   if (typeof config === 'number' && config > BUILDKIT_IMPORT_LIMIT) overImport('the cacheconfig', config);
   if (stored.bytes.length > REGISTRY_MAX_MANIFEST_BYTES) {
     out.push({ code: 'OVER_MANIFEST_SIZE', severity: 'error', message: `the stored manifest is ${stored.bytes.length} bytes: ECR and others refuse manifests over ${REGISTRY_MAX_MANIFEST_BYTES} (4 MiB)` });
   }
-  const layers = stored.bytes.length > 0 ? layerCount(stored) : 0;
+  const layers = stored.reading.manifestLayers;
   if (layers > ECR_MAX_LAYERS) {
     out.push({ code: 'OVER_LAYER_LIMIT', severity: 'error', message: `the stored manifest has ${layers} layers: ECR refuses more than about ${ECR_MAX_LAYERS}` });
   }
   return out;
-}
-
-/** Layers of the stored manifest itself, regshim's index layer included (the registry counts it). */
-function layerCount(stored: FetchedForm): number {
-  return stored.reading.layers.length + (stored.reading.restores ? 1 : 0);
 }
 
 function formWarnings(stored: CacheForm, served: CacheForm | undefined): Problem[] {

@@ -84,7 +84,7 @@ async function getBlob(client: RegistryClient, name: string, digest: string, max
 /** HEADs every blob of the cache, `concurrency` at a time; reads the cacheconfig to count the records hit. */
 async function checkBlobs(client: RegistryClient, name: string, stored: FetchedForm, opts: FetchOptions): Promise<BlobCheck> {
   const { reading } = stored;
-  const digests = [...new Set([reading.config.digest, ...reading.layers.map((l) => l.digest), ...(reading.restores ? [reading.restores.indexDigest] : [])])];
+  const digests = [...new Set(reading.blobs)];
   const statuses = new Map<string, number>();
   let next = 0;
   const worker = async () => {

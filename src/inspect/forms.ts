@@ -14,8 +14,14 @@ const NEW_BUILDKIT: readonly BuildKitRange[] = ['0.12+'];
 /** What a manifest body says about the cache in it. */
 export interface FormReading {
   mediaType: string;
+  /** The cacheconfig's descriptor. */
   config: Descriptor;
+  /** The cache's layers. */
   layers: Descriptor[];
+  /** Every blob the stored body references (what --check-blobs HEADs). */
+  blobs: string[];
+  /** Layers of the stored body as a registry counts them (ECR's limit). */
+  manifestLayers: number;
   /** A stored form that stands for an index: what a client of regshim gets back instead. */
   restores?: IndexReference;
 }
@@ -81,7 +87,8 @@ function readIndex(mediaType: string) {
   return (body: Buffer): FormReading | undefined => {
     const detection = classifyManifest(body, undefined);
     if (detection.kind !== 'cache' || detection.index.mediaType !== mediaType) return undefined;
-    return { mediaType, config: detection.index.config, layers: detection.index.layers };
+    const { config, layers, manifests } = detection.index;
+    return { mediaType, config, layers, blobs: manifests.map((d) => d.digest), manifestLayers: manifests.length };
   };
 }
 
@@ -98,7 +105,9 @@ function readCacheManifest(body: Buffer): FormReading | undefined {
   const doc = parse(body);
   if (!isObject(doc) || (doc.mediaType !== undefined && doc.mediaType !== OCI_MANIFEST)) return undefined;
   if (!isObject(doc.config) || doc.config.mediaType !== BUILDKIT_CACHE_CONFIG || !Array.isArray(doc.layers)) return undefined;
-  return { mediaType: OCI_MANIFEST, config: doc.config as Descriptor, layers: doc.layers as Descriptor[] };
+  const config = doc.config as Descriptor;
+  const layers = doc.layers as Descriptor[];
+  return { mediaType: OCI_MANIFEST, config, layers, blobs: [config, ...layers].map((d) => d.digest), manifestLayers: layers.length };
 }
 
 function indexOf(cache: SmallCache) {
