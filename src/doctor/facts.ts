@@ -72,6 +72,9 @@ export function doctorFacts(o: DoctorObservations): DoctorReport {
   if (o.regshim && !(o.regshim.reachable && o.regshim.ready)) {
     fail('regshim', `regshim at ${o.regshim.url}: ${o.regshim.readyDetail}`, o.regshim.reachable ? 'check its --upstream and credentials: its log says what fails' : 'start regshim, or check the URL given to --regshim');
   }
+  if (o.regshim?.upstream !== undefined && o.regshim.upstream !== o.upstream) {
+    findings.push({ check: 'regshim', severity: 'warning', message: `regshim at ${o.regshim.url} fronts ${o.regshim.upstream}, not ${o.upstream}: these checks are not about it`, fix: `run doctor with --upstream ${o.regshim.upstream}, or start regshim with --upstream ${o.upstream}` });
+  }
   return { ...o, storedForm, findings };
 }
 

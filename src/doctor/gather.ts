@@ -45,6 +45,8 @@ export interface RegshimFacts {
   url: string;
   reachable: boolean;
   version: string | undefined;
+  /** The upstream it fronts. */
+  upstream: string | undefined;
   settings: Record<string, unknown> | undefined;
   /** GET /readyz: it reaches its upstream (with its credentials, when it has them). */
   ready: boolean;
@@ -141,19 +143,20 @@ export async function regshimFacts(url: URL): Promise<RegshimFacts> {
   };
   try {
     const info = await get('/info');
-    const about = info.status === 200 ? (JSON.parse(info.text) as { version?: string; settings?: Record<string, unknown> }) : {};
+    const about = info.status === 200 ? (JSON.parse(info.text) as { version?: string; upstream?: string; settings?: Record<string, unknown> }) : {};
     const ready = await get('/readyz');
     const refusal = upstreamRefusalOf(Buffer.from(ready.text));
     return {
       url: url.origin,
       reachable: true,
       version: about.version,
+      upstream: about.upstream,
       settings: about.settings,
       ready: ready.status === 200,
       readyDetail: ready.status === 200 ? 'it reaches its upstream' : `GET /readyz answered ${ready.status}${refusal ? `: ${refusal.message}` : ''}`,
     };
   } catch (err) {
     const e = err as { code?: string; cause?: { code?: string }; message?: string };
-    return { url: url.origin, reachable: false, version: undefined, settings: undefined, ready: false, readyDetail: `cannot be reached: ${e.cause?.code ?? e.code ?? e.message}` };
+    return { url: url.origin, reachable: false, version: undefined, upstream: undefined, settings: undefined, ready: false, readyDetail: `cannot be reached: ${e.cause?.code ?? e.code ?? e.message}` };
   }
 }

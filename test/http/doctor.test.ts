@@ -35,7 +35,7 @@ interface Report {
     leftovers: { what: string; status: number; refusal: Refusal | null }[];
   } | null;
   storedForm: string | null;
-  regshim: { url: string; reachable: boolean; version: string | null; settings: Record<string, unknown> | null; ready: boolean; readyDetail: string } | null;
+  regshim: { url: string; reachable: boolean; version: string | null; upstream: string | null; settings: Record<string, unknown> | null; ready: boolean; readyDetail: string } | null;
   findings: { check: string; severity: string; message: string; fix: string }[];
 }
 
@@ -124,7 +124,7 @@ describe('regshim doctor against distribution 2.8', () => {
     const shim = await cleanup.track(startShimProcess(registry.url));
     const r = await doctor(registry.url, 'doc/app', '--regshim', shim.url);
     expect(r.code, r.stderr).toBe(0);
-    expect(parse(r.stdout).regshim).toMatchObject({ url: shim.url, reachable: true, version: '0.1.0', ready: true, settings: { upstreamCredentials: false, workers: 1 } });
+    expect(parse(r.stdout).regshim).toMatchObject({ url: shim.url, reachable: true, version: '0.1.0', upstream: registry.url, ready: true, settings: { upstreamCredentials: false, workers: 1 } });
     const down = await doctor(registry.url, 'doc/app', '--regshim', 'http://127.0.0.1:9');
     expect(down.code).toBe(1);
     expect(parse(down.stdout).findings.map((f) => f.check)).toEqual(['regshim']);

@@ -76,12 +76,18 @@ describe('doctorFacts', () => {
     ['no push token', { credentials: { source: 'x', pull: { ok: true, detail: '' }, push: { ok: false, detail: 'refused' } } }, ['push']],
     ['an upload refused', { probes: { upload: { ok: false, status: 403, refusal: { code: 'DENIED', message: 'no' } }, results: [], leftovers: [] } }, ['push']],
     ['no stored form accepted', { probes: accepted('index') }, ['stored-form']],
-    ['a regshim that is not ready', { regshim: { url: 'http://s', reachable: true, version: '0.1.0', settings: {}, ready: false, readyDetail: 'GET /readyz answered 503' } }, ['regshim']],
+    ['a regshim that is not ready', { regshim: { url: 'http://s', reachable: true, version: '0.1.0', upstream: 'http://r', settings: {}, ready: false, readyDetail: 'GET /readyz answered 503' } }, ['regshim']],
   ])('%s: an error with a fix, exit 1', (_what, change, checks) => {
     const report = doctorFacts({ ...healthy, ...change });
     expect(report.findings.map((f) => f.check)).toEqual(checks);
     expect(report.findings.every((f) => f.fix.length > 0)).toBe(true);
     expect(isWorkable(report)).toBe(false);
+  });
+
+  it('a regshim in front of another registry: a warning', () => {
+    const report = doctorFacts({ ...healthy, regshim: { url: 'http://s', reachable: true, version: '0.1.0', upstream: 'http://other', settings: {}, ready: true, readyDetail: 'it reaches its upstream' } });
+    expect(report.findings).toEqual([expect.objectContaining({ check: 'regshim', severity: 'warning', message: expect.stringMatching(/fronts http:\/\/other, not http:\/\/r/) })]);
+    expect(isWorkable(report)).toBe(true);
   });
 
   it('leftovers are warnings: regshim still works, exit 0', () => {
