@@ -22,7 +22,9 @@ function registryOptions(cmd: Command): Command {
     .addOption(new Option('--upstream-password-file <file>', 'file holding the upstream password or token (a mounted Secret)').env('REGSHIM_UPSTREAM_PASSWORD_FILE'))
     .addOption(new Option('--credential-helper-timeout <seconds>', 'give up on a docker-credential helper after this long (default 10)').env('REGSHIM_CREDENTIAL_HELPER_TIMEOUT'))
     .addOption(new Option('--max-manifest-bytes <size>', 'largest manifest body accepted (default 4MiB)').env('REGSHIM_MAX_MANIFEST_BYTES'))
-    .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'));
+    .addOption(new Option('--index-media-type <type>', `media type of the layer holding the original index (default ${DEFAULTS.indexMediaType})`).env('REGSHIM_INDEX_MEDIA_TYPE'))
+    .addOption(new Option('--cache-form <form>', "how caches are stored upstream: auto (BuildKit's form until the registry refuses its media types, then the image form), buildkit or image (default auto)").env('REGSHIM_CACHE_FORM'))
+    .addOption(new Option('--image-manifest-as-index <on|off>', `answer BuildKit's image-manifest caches with an index to clients that ask for one, as BuildKit < 0.12 does (default ${DEFAULTS.imageManifestAsIndex})`).env('REGSHIM_IMAGE_MANIFEST_AS_INDEX'));
 }
 
 function serveOptions(cmd: Command): Command {

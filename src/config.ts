@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { type AuthConfig, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
+import { CACHE_FORM_MODES, type CacheFormMode } from './cache/form-choice.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -27,6 +28,10 @@ export interface Config extends AuthConfig {
   readonly maxManifestBytes: number;
   /** Media type of the layer that keeps the original index bytes (allow-list it on Quay, GitLab). */
   readonly indexMediaType: string;
+  /** The form caches are stored in upstream: BuildKit's, the image form, or auto (form-choice.ts). */
+  readonly cacheForm: CacheFormMode;
+  /** Serve BuildKit's image-manifest caches as an index to clients that ask for one (BuildKit < 0.12 reads no other form). */
+  readonly imageManifestAsIndex: boolean;
   /** An upstream silent for this long (no headers, no body bytes) gets 504. */
   readonly upstreamTimeoutMs: number;
   /** A client connection silent for this long is closed. */
@@ -65,6 +70,8 @@ export interface RawConfig extends RawAuthConfig {
   cacheMaxBytes?: string | undefined;
   maxManifestBytes?: string | undefined;
   indexMediaType?: string | undefined;
+  imageManifestAsIndex?: string | undefined;
+  cacheForm?: string | undefined;
   upstreamTimeout?: string | undefined;
   clientIdleTimeout?: string | undefined;
   maxManifestBytesInFlight?: string | undefined;
@@ -85,6 +92,8 @@ export const DEFAULTS = {
   cacheMaxBytes: 64 * 1024 * 1024,
   maxManifestBytes: 4 * 1024 * 1024,
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
+  imageManifestAsIndex: 'on',
+  cacheForm: 'auto' as CacheFormMode,
   upstreamTimeoutMs: 120_000,
   clientIdleTimeoutMs: 300_000,
   maxManifestBytesInFlight: 64 * 1024 * 1024,
@@ -136,6 +145,8 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     cacheMaxBytes: parseBytes('--cache-max-bytes', raw.cacheMaxBytes, DEFAULTS.cacheMaxBytes),
     maxManifestBytes: parseBytes('--max-manifest-bytes', raw.maxManifestBytes, DEFAULTS.maxManifestBytes),
     indexMediaType,
+    cacheForm: parseCacheForm(raw.cacheForm ?? DEFAULTS.cacheForm),
+    imageManifestAsIndex: parseSwitch('--image-manifest-as-index', raw.imageManifestAsIndex ?? DEFAULTS.imageManifestAsIndex),
     upstreamTimeoutMs: parseSeconds('--upstream-timeout', raw.upstreamTimeout, DEFAULTS.upstreamTimeoutMs),
     clientIdleTimeoutMs: parseSeconds('--client-idle-timeout', raw.clientIdleTimeout, DEFAULTS.clientIdleTimeoutMs),
     ...parseLimits(raw),
@@ -168,6 +179,17 @@ export function parseCount(flag: string, value: string | undefined, fallback: nu
     throw new ConfigError(`${flag} ${JSON.stringify(value)} must be a positive whole number, e.g. ${fallback}`);
   }
   return n;
+}
+
+function parseCacheForm(value: string): CacheFormMode {
+  if ((CACHE_FORM_MODES as readonly string[]).includes(value)) return value as CacheFormMode;
+  throw new ConfigError(`--cache-form ${JSON.stringify(value)} must be auto (BuildKit's form until the registry refuses its media types), buildkit or image`);
+}
+
+function parseSwitch(flag: string, value: string): boolean {
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new ConfigError(`${flag} ${JSON.stringify(value)} must be on or off`);
 }
 
 function parseWorkers(value: string): number {

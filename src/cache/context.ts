@@ -9,6 +9,7 @@ import { OciError } from '../registry/errors.js';
 import type { Upstream } from '../registry/upstream.js';
 import type { DigestMap } from './digest-map.js';
 import { type Exchange, createExchange } from './exchange.js';
+import { type FormChoice, createFormChoice } from './form-choice.js';
 import { type CacheLookup, createLookup } from './lookup.js';
 
 export interface ManifestDeps {
@@ -23,13 +24,16 @@ export interface ManifestDeps {
 export interface CacheContext extends ManifestDeps {
   exchange: Exchange;
   lookup: CacheLookup;
+  /** The form caches are written in, for this upstream. */
+  forms: FormChoice;
   /** The manifest route the request was classified as (server.ts). */
   route(req: IncomingMessage): { name: string; reference: string };
 }
 
 export function createCacheContext(deps: ManifestDeps): CacheContext {
   const exchange = createExchange(deps.config, deps.upstream);
-  return { ...deps, exchange, lookup: createLookup(deps.config, exchange, deps.map, deps.log), route: manifestRoute };
+  const forms = createFormChoice(deps.config.cacheForm, deps.config.upstream.origin, deps.log, deps.metrics);
+  return { ...deps, exchange, forms, lookup: createLookup(deps.config, exchange, deps.map, deps.log, deps.metrics, forms), route: manifestRoute };
 }
 
 function manifestRoute(req: IncomingMessage): { name: string; reference: string } {

@@ -3,7 +3,7 @@
 // cacheconfig, layers = the cache blobs), plus one layer of regshim's own that holds the
 // exact bytes of the original index, so the index can be served back byte for byte.
 import { hash } from 'node:crypto';
-import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, DOCKER_TO_OCI_LAYER, INDEX_TYPES, OCI_MANIFEST } from '../registry/media-types.js';
+import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, DOCKER_TO_OCI_LAYER, INDEX_TYPES, OCI_IMAGE_CONFIG, OCI_MANIFEST } from '../registry/media-types.js';
 import { isVerifiableDigest } from '../registry/routes.js';
 import { type CacheIndex, type Descriptor, isObject } from './detect.js';
 import { goEscaped } from './go-json.js';
@@ -12,6 +12,9 @@ const OCI_TO_DOCKER_LAYER: ReadonlyMap<string, string> = new Map([...DOCKER_TO_O
 
 export const INDEX_DIGEST_ANNOTATION = 'dev.regshim.cache.index.digest';
 export const INDEX_MEDIA_TYPE_ANNOTATION = 'dev.regshim.cache.index.mediaType';
+/** Marks regshim's image form (image-form.ts) among image manifests. */
+export const FORM_ANNOTATION = 'dev.regshim.cache.form';
+export const IMAGE_FORM = 'image';
 
 /** BuildKit refuses to import a cache manifest or cacheconfig larger than this (remotecache readBlob). */
 export const BUILDKIT_IMPORT_LIMIT = 1 << 20;
@@ -123,13 +126,16 @@ export function readConvertedManifest(bytes: Uint8Array): IndexReference | undef
 
 function referenceOf(doc: unknown): IndexReference | undefined {
   if (!isObject(doc) || doc.mediaType !== OCI_MANIFEST && doc.mediaType !== undefined) return undefined;
-  if (!isObject(doc.config) || doc.config.mediaType !== BUILDKIT_CACHE_CONFIG) return undefined;
-  if (!isObject(doc.annotations) || !Array.isArray(doc.layers)) return undefined;
+  if (!isObject(doc.annotations) || !Array.isArray(doc.layers) || !isObject(doc.config)) return undefined;
+  // regshim's two stored forms: BuildKit's (the cacheconfig as config), and the image form,
+  // which also keeps a BuildKit image manifest as pushed.
+  const imageForm = doc.annotations[FORM_ANNOTATION] === IMAGE_FORM && doc.config.mediaType === OCI_IMAGE_CONFIG;
+  if (!imageForm && doc.config.mediaType !== BUILDKIT_CACHE_CONFIG) return undefined;
   const indexDigest = doc.annotations[INDEX_DIGEST_ANNOTATION];
   const indexMediaType = doc.annotations[INDEX_MEDIA_TYPE_ANNOTATION];
   // They become response headers: a manifest written by hand must not make them invalid.
   if (typeof indexDigest !== 'string' || !isVerifiableDigest(indexDigest)) return undefined;
-  if (typeof indexMediaType !== 'string' || !INDEX_TYPES.has(indexMediaType)) return undefined;
+  if (typeof indexMediaType !== 'string' || !(INDEX_TYPES.has(indexMediaType) || (imageForm && indexMediaType === OCI_MANIFEST))) return undefined;
   const layer: unknown = doc.layers.find((l: unknown) => isObject(l) && l.digest === indexDigest);
   if (!isObject(layer) || !Number.isSafeInteger(layer.size)) return undefined;
   return { indexDigest, indexMediaType, indexSize: layer.size as number };
@@ -188,7 +194,7 @@ function* rebuildCandidates(doc: Pick<ImageManifest, 'config' | 'layers'>, ref: 
 }
 
 /** An index as Go's json.Marshal writes it (BuildKit's field order), around its entries' JSON text. */
-function indexText(mediaType: string, manifestsText: string): string {
+export function indexText(mediaType: string, manifestsText: string): string {
   return goEscaped(`{"schemaVersion":2,"mediaType":${JSON.stringify(mediaType)},"manifests":${manifestsText}}`);
 }
 
@@ -211,12 +217,12 @@ export function restoreIndex(ref: IndexReference, blob: Uint8Array): Buffer {
 }
 
 /** The reasons BuildKit will silently refuse to import this cache; empty when it will. */
-export function importLimitProblems(index: CacheIndex, indexBytes: Uint8Array, converted: Converted): string[] {
+export function importLimitProblems(index: { config: Pick<Descriptor, 'size'> }, indexBytes: Uint8Array, converted?: Pick<Converted, 'bytes'>): string[] {
   const out: string[] = [];
   if (indexBytes.byteLength > BUILDKIT_IMPORT_LIMIT) {
     out.push(`the cache index is ${indexBytes.byteLength} bytes, over BuildKit's import limit of ${BUILDKIT_IMPORT_LIMIT}`);
   }
-  if (converted.bytes.byteLength > BUILDKIT_IMPORT_LIMIT) {
+  if (converted !== undefined && converted.bytes.byteLength > BUILDKIT_IMPORT_LIMIT) {
     out.push(`the converted manifest is ${converted.bytes.byteLength} bytes, over BuildKit's import limit of ${BUILDKIT_IMPORT_LIMIT}`);
   }
   if (index.config.size > BUILDKIT_IMPORT_LIMIT) {
@@ -230,7 +236,7 @@ export const ECR_MAX_LAYERS = 500;
 export const REGISTRY_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** The registry limits a converted manifest meets: named in the log when a PUT is refused. */
-export function registryLimitProblems(converted: Converted): string[] {
+export function registryLimitProblems(converted: { bytes: Buffer; manifest: { layers: readonly unknown[] } }): string[] {
   const out: string[] = [];
   if (converted.manifest.layers.length > ECR_MAX_LAYERS) {
     out.push(`${converted.manifest.layers.length} layers: ECR refuses more than about ${ECR_MAX_LAYERS}`);

@@ -5,9 +5,23 @@
 import { LRUCache } from 'lru-cache';
 import type { IndexReference } from './convert.js';
 
+/**
+ * Where an index comes from: 'stored', pushed by a client and kept upstream (its bytes in a
+ * blob, a manifest standing for it); 'made' from BuildKit's own image-manifest cache
+ * (made-index.ts), which alone decides whether the index exists; 'made-from-stored' made
+ * likewise from BuildKit's image manifest that a client pushed and regshim keeps in the
+ * image form (the manifest stands for that pushed manifest, not for this index).
+ */
+export type IndexSource = 'stored' | 'made' | 'made-from-stored';
+
+export function isMade(source: IndexSource): boolean {
+  return source !== 'stored';
+}
+
 /** A cache index regshim knows: its bytes and the manifest that stands for it upstream. */
 export interface KnownIndex {
   readonly kind: 'index';
+  readonly source: IndexSource;
   readonly indexDigest: string;
   readonly manifestDigest: string;
   readonly mediaType: string;
@@ -20,11 +34,12 @@ export interface KnownIndex {
 
 /** What regshim knows of a manifest digest: a converted cache (and which index), or not one. */
 export type KnownManifest =
-  | { readonly kind: 'converted'; readonly ref: IndexReference; readonly rebuildable: boolean }
+  | { readonly kind: 'converted'; readonly source: IndexSource; readonly ref: IndexReference; readonly rebuildable: boolean }
   | { readonly kind: 'plain' };
 
 /** An index digest whose manifest is known, before its bytes are (after a HEAD by tag). */
 export interface IndexPointer {
+  readonly source: IndexSource;
   readonly manifestDigest: string;
   readonly ref: IndexReference;
   readonly rebuildable: boolean;
@@ -64,8 +79,9 @@ export class DigestMap {
   remember(index: KnownIndex): void {
     const ref = { indexDigest: index.indexDigest, indexMediaType: index.mediaType, indexSize: index.bytes.length };
     if (index.bytes.length <= this.maxIndexBytes) this.lru.set(index.indexDigest, index);
-    else this.lru.set(index.indexDigest, { kind: 'pointer', manifestDigest: index.manifestDigest, ref, rebuildable: index.rebuildable });
-    this.lru.set(index.manifestDigest, { kind: 'converted', ref, rebuildable: index.rebuildable });
+    else this.lru.set(index.indexDigest, { kind: 'pointer', source: index.source, manifestDigest: index.manifestDigest, ref, rebuildable: index.rebuildable });
+    // A manifest stands for one pushed cache: an index made from what it keeps is known by its own digest only.
+    if (index.source !== 'made-from-stored') this.lru.set(index.manifestDigest, { kind: 'converted', source: index.source, ref, rebuildable: index.rebuildable });
   }
 
   forget(...digests: string[]): void {
@@ -104,7 +120,7 @@ export class DigestMap {
     this.lru.set(digest, loaded);
     // A client that resolved the tag asks for the index by digest next: know where it lives.
     if (loaded.kind === 'converted' && this.lru.peek(loaded.ref.indexDigest) === undefined) {
-      this.lru.set(loaded.ref.indexDigest, { kind: 'pointer', manifestDigest: digest, ref: loaded.ref, rebuildable: loaded.rebuildable });
+      this.lru.set(loaded.ref.indexDigest, { kind: 'pointer', source: loaded.source, manifestDigest: digest, ref: loaded.ref, rebuildable: loaded.rebuildable });
     }
     return loaded;
   }
@@ -115,6 +131,7 @@ export class DigestMap {
     if (entry?.kind === 'pointer') return entry;
     if (entry?.kind === 'index') {
       return {
+        source: entry.source,
         manifestDigest: entry.manifestDigest,
         ref: { indexDigest, indexMediaType: entry.mediaType, indexSize: entry.bytes.length },
         rebuildable: entry.rebuildable,

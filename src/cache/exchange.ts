@@ -54,8 +54,9 @@ export function createExchange(config: Config, upstream: Upstream) {
     res.end(req.method === 'HEAD' ? undefined : up.body);
   }
 
-  function sendIndex(req: IncomingMessage, res: ServerResponse, index: { digest: string; mediaType: string; size: number; bytes?: Buffer }): void {
-    markAction(req, 'restored');
+  /** An index regshim gives back: the bytes a client pushed (restored), or one made from BuildKit's manifest. */
+  function sendIndex(req: IncomingMessage, res: ServerResponse, index: { digest: string; mediaType: string; size: number; bytes?: Buffer }, action: 'restored' | 'made' = 'restored'): void {
+    markAction(req, action);
     res.writeHead(200, {
       'content-type': index.mediaType,
       'content-length': String(index.size),
@@ -81,5 +82,39 @@ export function createExchange(config: Config, upstream: Upstream) {
     return up;
   }
 
-  return { call, clientHeaders, sendUpstream, sendIndex, getBlob };
+  /** Uploads bytes regshim keeps (an index) as a blob of the repository, unless it is there already; undefined once there, else the refusal. */
+  async function storeBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
+    const exists = () => call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
+    const head = await exists();
+    if (head.status === 200) return undefined;
+    // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
+    // client's own manifest PUT would have.
+    if (head.status !== 404 && head.status !== 401) return head;
+    const failed = await uploadBlob(req, res, name, digest, bytes);
+    // Pushes of one new cache upload the same blob at once, and distribution fails a losing
+    // commit (400 DIGEST_INVALID, or 500) while the winner's may not be visible yet: look
+    // again, and upload once more if it is still missing.
+    if (failed === undefined || failed.status === 401 || failed.status === 403) return failed;
+    return (await exists()).status === 200 ? undefined : uploadBlob(req, res, name, digest, bytes);
+  }
+
+  /** POST + monolithic PUT, as containerd uploads; undefined once stored, else the refusal. */
+  async function uploadBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
+    const post = await call(req, res, { method: 'POST', path: `/v2/${name}/blobs/uploads/`, headers: clientHeaders(req, { 'content-length': '0' }) });
+    const location = header(post.headers, 'location');
+    if (post.status !== 202 || location === undefined) return post;
+    const url = resolveLocation(location, config.upstream);
+    url.searchParams.set('digest', digest);
+    const put = await call(req, res, {
+      method: 'PUT',
+      path: url.origin === config.upstream.origin ? url.pathname + url.search : url.href,
+      // distribution reads any other Content-Type as a form and fails the PUT.
+      headers: clientHeaders(req, { 'content-type': 'application/octet-stream' }),
+      body: bytes,
+    });
+    return put.status === 201 ? undefined : put;
+  }
+
+
+  return { call, clientHeaders, sendUpstream, sendIndex, getBlob, storeBlob };
 }

@@ -10,11 +10,11 @@ import { isDigest } from '../registry/routes.js';
 import { type Headers, forwardedRequestHeaders, header } from '../registry/upstream.js';
 import { sha256 } from './convert.js';
 import type { CacheContext } from './context.js';
-import type { IndexPointer, KnownIndex } from './digest-map.js';
+import { type IndexPointer, type IndexSource, type KnownIndex, isMade } from './digest-map.js';
 import { UpstreamAnswer } from './exchange.js';
 
 export function createGetHandler(ctx: CacheContext) {
-  const { map, log, metrics, lookup } = ctx;
+  const { config, map, log, metrics, lookup } = ctx;
   const { call, clientHeaders, sendUpstream, sendIndex } = ctx.exchange;
 
   function logRestore(req: IncomingMessage, name: string, reference: string, index: KnownIndex): void {
@@ -41,23 +41,41 @@ export function createGetHandler(ctx: CacheContext) {
       manifestDigest = sha256(full.body);
     }
     const digest = manifestDigest;
-    const known = await map.loadManifest(digest, async () => lookup.describe(body ?? (await manifestBytes(req, res, name, digest))));
-    if (known.kind === 'plain' || !accepts(accepted, known.ref.indexMediaType)) {
+    const known = await map.loadManifest(digest, async () => lookup.describe(body ?? (await manifestBytes(req, res, name, digest)), digest));
+    if (known.kind === 'plain' || !takesIndex(accepted, known.source, known.ref.indexMediaType)) {
       if (accepts(accepted, OCI_MANIFEST)) return sendUpstream(req, res, up);
       // The client did not ask for OCI manifests: give it what the upstream gives it directly.
       return sendUpstream(req, res, await call(req, res, { method, path, headers: forwardedRequestHeaders(req.headers) }));
     }
-    const pointer: IndexPointer = { manifestDigest: digest, ref: known.ref, rebuildable: known.rebuildable };
+    const pointer: IndexPointer = { source: known.source, manifestDigest: digest, ref: known.ref, rebuildable: known.rebuildable };
+    // BuildKit's image manifest, pushed as it is or kept in the image form: an importer that
+    // names the OCI index gets the index made from it (made-index.ts).
+    const madeFromKept = known.source === 'stored' && known.ref.indexMediaType === OCI_MANIFEST && config.imageManifestAsIndex && accepted.includes(OCI_INDEX);
+    if (isMade(known.source) || madeFromKept) {
+      const index = madeFromKept
+        ? lookup.madeFromKept(await pushedBytes(req, res, name, pointer, body))
+        : (map.index(known.ref.indexDigest) ?? (await map.fetchIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body }))));
+      if (index === undefined) throw new OciError('MANIFEST_UNKNOWN', 'the cache kept under this tag is not an image manifest BuildKit wrote', { manifest: digest });
+      if (madeFromKept) map.remember(index);
+      await lookup.storeMadeIndex(req, res, name, index);
+      logRestore(req, name, tag, index);
+      return sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes }, 'made');
+    }
     if (method === 'HEAD') {
       // An index that cannot be rebuilt exists only as long as its blob does.
       if (!known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
       return sendIndex(req, res, { digest: known.ref.indexDigest, mediaType: known.ref.indexMediaType, size: known.ref.indexSize });
     }
-    const cached = map.index(known.ref.indexDigest);
-    if (cached && !known.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
-    const index = cached ?? (await map.fetchIndex(known.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes: body })));
+    const index = await pushedBytes(req, res, name, pointer, body);
     logRestore(req, name, tag, index);
     sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+  }
+
+  /** The bytes a client pushed, kept by the manifest `pointer` names: from memory while the blob is there, else loaded. */
+  async function pushedBytes(req: IncomingMessage, res: ServerResponse, name: string, pointer: IndexPointer, manifestBytes: Buffer | undefined): Promise<KnownIndex> {
+    const cached = map.index(pointer.ref.indexDigest);
+    if (cached && !pointer.rebuildable) await lookup.ensureBlob(req, res, name, pointer);
+    return cached ?? (await map.fetchIndex(pointer.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes })));
   }
 
   async function byDigest(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<void> {
@@ -67,19 +85,21 @@ export function createGetHandler(ctx: CacheContext) {
       // The upstream decides whether this client may read the repository and whether the
       // manifest still exists; the blob, whether the index does (lookup.ts): both at once.
       const cached = map.index(digest);
+      // A made index needs its manifest alone (lookup.ts).
       const [check, loaded] = await Promise.allSettled([
         call(req, res, { method: 'HEAD', path: `/v2/${name}/manifests/${pointer.manifestDigest}`, headers: clientHeaders(req, { accept: OCI_MANIFEST }) }),
         method === 'GET' && !cached
           ? map.fetchIndex(digest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: false }))
-          : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
+          : isMade(pointer.source) ? Promise.resolve(cached) : lookup.ensureBlob(req, res, name, pointer).then(() => cached),
       ]);
       if (check.status === 'rejected') throw check.reason;
       if (check.value.status !== 200 && check.value.status !== 404) return sendUpstream(req, res, check.value);
       if (check.value.status === 200 && loaded.status === 'fulfilled') {
         const index = loaded.value;
-        if (method === 'HEAD' || index === undefined) return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize });
+        const action = isMade(pointer.source) ? 'made' : 'restored';
+        if (method === 'HEAD' || index === undefined) return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize }, action);
         logRestore(req, name, digest, index);
-        return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+        return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes }, action);
       }
       if (loaded.status === 'rejected' && !isGone(loaded.reason)) throw loaded.reason;
       // The manifest or the index blob is gone: answer exactly as a replica that never knew
@@ -93,7 +113,7 @@ export function createGetHandler(ctx: CacheContext) {
     const found = await lookup.findByIndexDigest(req, res, name, digest);
     if (!found) return sendUpstream(req, res, up);
     logRestore(req, name, digest, found);
-    sendIndex(req, res, { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes });
+    sendIndex(req, res, { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes }, isMade(found.source) ? 'made' : 'restored');
   }
 
   async function manifestBytes(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<Buffer> {
@@ -115,7 +135,17 @@ export function createGetHandler(ctx: CacheContext) {
 }
 
 function isGone(err: unknown): boolean {
-  return err instanceof OciError && err.code === 'MANIFEST_UNKNOWN';
+  return (err instanceof OciError && err.code === 'MANIFEST_UNKNOWN') || (err instanceof UpstreamAnswer && err.response.status === 404);
+}
+
+/**
+ * Does the client take the index for this manifest? A stored index goes to any client that
+ * takes its type. A made one only to a client that names the OCI index: containerd's pusher
+ * asks with its own type and the wildcard before a PUT (remotes/docker/pusher.go), and must get the
+ * manifest's digest back, or a builder re-exporting an unchanged cache writes it again.
+ */
+function takesIndex(accepted: string[], source: IndexSource, indexMediaType: string): boolean {
+  return isMade(source) ? accepted.includes(OCI_INDEX) : accepts(accepted, indexMediaType);
 }
 
 function mediaTypeOf(headers: Headers): string | undefined {

@@ -2,11 +2,14 @@
 // about each failure, and the stored form regshim would choose. Pure.
 import { formById, knownForms } from '../inspect/forms.js';
 import type { ChallengeFacts, CredentialFacts, Reach, RegshimFacts, TlsFacts } from './gather.js';
-import type { ProbeRun } from './probes.js';
+import type { ProbeResult, ProbeRun } from './probes.js';
+import type { CacheFormMode } from '../cache/form-choice.js';
 
 export interface DoctorObservations {
   upstream: string;
   repository: string;
+  /** --cache-form: how regshim chooses its stored form. */
+  cacheForm: CacheFormMode;
   reach: Reach;
   tls: TlsFacts | undefined;
   challenge: ChallengeFacts;
@@ -32,9 +35,22 @@ export interface DoctorReport extends DoctorObservations {
   findings: Finding[];
 }
 
-/** Of the forms the registry accepted, the one regshim stores: the first regshim writes. */
-export function chooseStoredForm(accepted: readonly string[]): string | undefined {
-  return knownForms().find((f) => f.storedByRegshim && accepted.includes(f.id))?.id;
+/**
+ * The form regshim would store caches in, by --cache-form (form-choice.ts): buildkit or
+ * image, that form if accepted; auto, BuildKit's form, or the image form when the registry
+ * refused BuildKit's for its media types (a refusal for any other reason does not switch).
+ */
+export function chooseStoredForm(mode: CacheFormMode, results: readonly ProbeResult[]): string | undefined {
+  const written = (as: 'buildkit' | 'image') => {
+    const id = knownForms().find((f) => f.writtenAs === as)?.id;
+    return results.find((r) => r.form === id);
+  };
+  const buildkit = written('buildkit');
+  const image = written('image');
+  if (mode !== 'image' && buildkit?.accepted) return buildkit.form;
+  if (mode === 'buildkit' || !image?.accepted) return undefined;
+  if (mode === 'image') return image.form;
+  return buildkit?.mediaTypes !== undefined ? image.form : undefined;
 }
 
 export function doctorFacts(o: DoctorObservations): DoctorReport {
@@ -55,11 +71,15 @@ export function doctorFacts(o: DoctorObservations): DoctorReport {
     const quoted = probes.upload.refusal ? ` ${probes.upload.refusal.code}: ${probes.upload.refusal.message}` : '';
     fail('push', `uploading a blob to ${o.repository} answered ${probes.upload.status}${quoted}`, `grant the credentials push on ${o.repository}`);
   }
-  const accepted = probes?.results.filter((r) => r.accepted).map((r) => r.form) ?? [];
-  const storedForm = chooseStoredForm(accepted);
+  const storedForm = probes ? chooseStoredForm(o.cacheForm, probes.results) : undefined;
   if (probes?.upload.ok && storedForm === undefined) {
-    const refusals = probes.results.filter((r) => !r.accepted && formById(r.form)?.storedByRegshim).map((r) => `${r.label}: ${r.status}${r.refusal ? ` ${r.refusal.code}: ${r.refusal.message}` : ''}`);
-    fail('stored-form', `the registry refuses every form regshim stores (${refusals.join('; ')})`, 'allow-list the media types of the refused form on the registry (Quay: ADDITIONAL_OCI_ARTIFACT_TYPES; GitLab: its supported media types), or --index-media-type with a type it allows');
+    const refusals = probes.results.filter((r) => !r.accepted && formById(r.form)?.writtenAs !== undefined).map((r) => `${r.label}: ${refusalText(r)}`);
+    const imageAccepted = probes.results.some((r) => r.accepted && formById(r.form)?.writtenAs === 'image');
+    fail(
+      'stored-form',
+      `with --cache-form ${o.cacheForm}, regshim has no form this registry stores (${refusals.join('; ')})`,
+      imageAccepted ? 'run regshim with --cache-form image: the registry stores the image form' : 'allow the refused media types on the registry (Quay: ADDITIONAL_OCI_ARTIFACT_TYPES; GitLab: its supported media types), or its policy for the repository',
+    );
   }
   for (const left of probes?.leftovers ?? []) {
     findings.push({
@@ -76,6 +96,13 @@ export function doctorFacts(o: DoctorObservations): DoctorReport {
     findings.push({ check: 'regshim', severity: 'warning', message: `regshim at ${o.regshim.url} fronts ${o.regshim.upstream}, not ${o.upstream}: these checks are not about it`, fix: `run doctor with --upstream ${o.regshim.upstream}, or start regshim with --upstream ${o.upstream}` });
   }
   return { ...o, storedForm, findings };
+}
+
+/** A refused probe in the registry's words: status, code and message, and its media-type reason when that says more (GitLab's is in `detail`). */
+export function refusalText(r: ProbeResult): string {
+  const words = r.refusal ? ` ${r.refusal.code}: ${r.refusal.message}` : '';
+  const more = r.mediaTypes !== undefined && r.mediaTypes !== r.refusal?.message ? ` (${r.mediaTypes})` : '';
+  return `${r.status}${words}${more}`;
 }
 
 /** regshim will work in front of this registry (exit 0). */

@@ -2,6 +2,7 @@
 // probe, under tags of doctor's own, then removed (manifests by digest, then blobs) where the
 // registry allows DELETE. What the registry refused, and what could not be removed, is kept.
 import { sha256 } from '../cache/convert.js';
+import { mediaTypeRefusal } from '../cache/form-choice.js';
 import { type CacheForm, type SmallCache, knownForms } from '../inspect/forms.js';
 import { type UpstreamRefusal, upstreamRefusalOf } from '../registry/upstream-refusal.js';
 import { type Upstream, type UpstreamResponse, header, resolveLocation } from '../registry/upstream.js';
@@ -14,6 +15,8 @@ export interface ProbeResult {
   status: number;
   /** The registry's own words when it refused. */
   refusal: UpstreamRefusal | undefined;
+  /** When the refusal is about media types (form-choice.ts): the registry's reason, detail included. */
+  mediaTypes: string | undefined;
 }
 
 export interface ProbeRun {
@@ -26,7 +29,7 @@ export interface ProbeRun {
 
 const MAX_BODY = 1 << 20;
 
-export async function runProbes(upstream: Upstream, repository: string, cache: SmallCache, tagPrefix: string, indexMediaType: string): Promise<ProbeRun> {
+export async function runProbes(upstream: Upstream, repository: string, cache: SmallCache, tagPrefix: string, options: { indexMediaType: string; buildkitTypes: readonly string[] }): Promise<ProbeRun> {
   const blobs = new Map<string, Buffer>([[sha256(cache.layer), cache.layer], [sha256(cache.cacheconfig), cache.cacheconfig]]);
   const results: ProbeResult[] = [];
   const stored: { tag: string; digest: string }[] = [];
@@ -41,7 +44,7 @@ export async function runProbes(upstream: Upstream, repository: string, cache: S
     }
     for (const form of knownForms()) {
       if (!form.probe) continue;
-      const result = await probe(upstream, repository, form, cache, `${tagPrefix}-${form.id}`, indexMediaType, blobs);
+      const result = await probe(upstream, repository, form, cache, `${tagPrefix}-${form.id}`, options, blobs);
       results.push(result.result);
       if (result.stored) stored.push(result.stored);
     }
@@ -52,12 +55,13 @@ export async function runProbes(upstream: Upstream, repository: string, cache: S
   return { upload, results, leftovers: await cleanUp(upstream, repository, stored, blobs) };
 }
 
-async function probe(upstream: Upstream, repository: string, form: CacheForm, cache: SmallCache, tag: string, indexMediaType: string, blobs: Map<string, Buffer>) {
-  const built = (form.probe as NonNullable<CacheForm['probe']>)(cache, { indexMediaType });
+async function probe(upstream: Upstream, repository: string, form: CacheForm, cache: SmallCache, tag: string, options: { indexMediaType: string; buildkitTypes: readonly string[] }, blobs: Map<string, Buffer>) {
+  const built = (form.probe as NonNullable<CacheForm['probe']>)(cache, { indexMediaType: options.indexMediaType });
   for (const blob of built.extraBlobs) {
+    if (blobs.has(sha256(blob))) continue; // uploaded for another form already
     blobs.set(sha256(blob), blob);
     const failed = await pushBlob(upstream, repository, blob);
-    if (failed) return { result: { form: form.id, label: form.label, accepted: false, status: failed.status, refusal: upstreamRefusalOf(failed.body) } };
+    if (failed) return { result: { form: form.id, label: form.label, accepted: false, status: failed.status, refusal: upstreamRefusalOf(failed.body), mediaTypes: undefined } };
   }
   const put = await upstream.request({
     method: 'PUT',
@@ -67,7 +71,14 @@ async function probe(upstream: Upstream, repository: string, form: CacheForm, ca
     maxBodyBytes: MAX_BODY,
   });
   const accepted = put.status === 201 || put.status === 200 || put.status === 204;
-  const result: ProbeResult = { form: form.id, label: form.label, accepted, status: put.status, refusal: accepted ? undefined : upstreamRefusalOf(put.body) };
+  const result: ProbeResult = {
+    form: form.id,
+    label: form.label,
+    accepted,
+    status: put.status,
+    refusal: accepted ? undefined : upstreamRefusalOf(put.body),
+    mediaTypes: accepted ? undefined : mediaTypeRefusal(put.status, put.body, options.buildkitTypes),
+  };
   return { result, stored: accepted ? { tag, digest: header(put.headers, 'docker-content-digest') ?? sha256(built.manifest) } : undefined };
 }
 

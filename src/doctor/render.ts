@@ -1,7 +1,7 @@
 // The doctor report for a person at a terminal, or as JSON for tools (its shape is pinned by
 // tests and documented in the README, "Inspect and doctor"). Pure.
 import { type Paint, jsonText, labelled, paint } from '../report/text.js';
-import { type DoctorReport, isWorkable } from './facts.js';
+import { type DoctorReport, isWorkable, refusalText } from './facts.js';
 
 export const DOCTOR_SCHEMA = 'regshim.doctor/v1';
 
@@ -15,6 +15,7 @@ export function doctorJson(report: DoctorReport): string {
     tls: report.tls,
     challenge: report.challenge,
     credentials: report.credentials,
+    cacheForm: report.cacheForm,
     probes: report.probes && { upload: report.probes.upload, forms: report.probes.results, leftovers: report.probes.leftovers },
     storedForm: report.storedForm,
     regshim: report.regshim,
@@ -35,11 +36,11 @@ export function doctorText(report: DoctorReport, color: boolean): string {
     ['push', `${mark(report.credentials.push.ok && (report.probes?.upload.ok ?? true))} ${report.credentials.push.detail}`],
   ];
   if (report.probes) {
-    const forms = report.probes.results.map((r) => `${r.accepted ? p.green('accepted') : p.red('refused ')} ${r.label}${r.accepted ? '' : ` (${r.status}${r.refusal ? ` ${r.refusal.code}: ${r.refusal.message}` : ''})`}`);
+    const forms = report.probes.results.map((r) => `${r.accepted ? p.green('accepted') : p.red('refused ')} ${r.label}${r.accepted ? '' : ` (${refusalText(r)})`}`);
     rows.push(['cache forms', forms.length > 0 ? forms.join('\n') : 'not probed']);
     rows.push(['clean-up', report.probes.leftovers.length === 0 ? p.green('nothing left behind') : p.yellow(report.probes.leftovers.map((l) => l.what).join('\n'))]);
   }
-  rows.push(['regshim stores', report.storedForm ? p.green(report.storedForm) : p.red('nothing: no form it writes is accepted')]);
+  rows.push(['regshim stores', report.storedForm ? `${p.green(report.storedForm)} (--cache-form ${report.cacheForm})` : p.red(`nothing with --cache-form ${report.cacheForm}`)]);
   if (report.regshim) {
     const r = report.regshim;
     rows.push(['regshim', `${mark(r.reachable && r.ready)} ${r.url}${r.version ? ` version ${r.version}` : ''}: ${r.readyDetail}`]);

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { connectRegistry } from '../registry/client.js';
 import { OciError } from '../registry/errors.js';
+import { BUILDKIT_CACHE_CONFIG } from '../registry/media-types.js';
 import type { Output } from '../report/text.js';
 import { doctorFacts, isWorkable } from './facts.js';
 import { credentialFacts, reach, regshimFacts, tlsFacts } from './gather.js';
@@ -27,14 +28,14 @@ export async function runDoctor(config: Config, opts: DoctorOptions, out: Output
     let probes: ProbeRun | undefined;
     if (reached.reach.ok && credentials.pull.ok) {
       const nonce = randomBytes(6).toString('hex');
-      probes = await runProbes(connection.upstream, repository, makeSmallCache(nonce, new Date().toISOString()), `regshim-doctor-${nonce}`, config.indexMediaType).catch((err: unknown) => {
+      probes = await runProbes(connection.upstream, repository, makeSmallCache(nonce, new Date().toISOString()), `regshim-doctor-${nonce}`, { indexMediaType: config.indexMediaType, buildkitTypes: [BUILDKIT_CACHE_CONFIG, config.indexMediaType] }).catch((err: unknown) => {
         if (!(err instanceof OciError)) throw err;
         // The registry went away or fell silent mid-probe: said as a failed upload.
         return { upload: { ok: false, status: err.status, refusal: { code: err.code, message: err.message } }, results: [], leftovers: [] };
       });
     }
     const regshim = opts.regshim ? await regshimFacts(opts.regshim) : undefined;
-    const report = doctorFacts({ upstream: config.upstream.origin, repository, reach: reached.reach, tls, challenge: reached.challenge, credentials, probes, regshim });
+    const report = doctorFacts({ upstream: config.upstream.origin, repository, cacheForm: config.cacheForm, reach: reached.reach, tls, challenge: reached.challenge, credentials, probes, regshim });
     out.write(out.json ? doctorJson(report) : doctorText(report, out.color));
     return isWorkable(report) ? 0 : 1;
   } finally {

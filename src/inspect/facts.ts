@@ -28,6 +28,8 @@ export interface Problem {
 export interface FormFacts {
   form: string;
   label: string;
+  /** Made by regshim from the stored form (an index from BuildKit's image manifest), not pushed. */
+  made: boolean;
   mediaType: string;
   digest: string;
   size: number;
@@ -63,6 +65,8 @@ export interface FetchedForm {
   bytes: Buffer;
   /** The digest the registry gave; the bytes' own otherwise. */
   digest?: string | undefined;
+  /** An index regshim makes from BuildKit's image manifest. */
+  made?: boolean;
 }
 
 export interface InspectInput {
@@ -102,7 +106,7 @@ export function isHealthy(report: InspectReport): boolean {
 }
 
 function factsOf(f: FetchedForm): FormFacts {
-  return { form: f.form.id, label: f.form.label, mediaType: f.reading.mediaType, digest: f.digest ?? sha256(f.bytes), size: f.bytes.length };
+  return { form: f.form.id, label: f.form.label, made: f.made === true, mediaType: f.reading.mediaType, digest: f.digest ?? sha256(f.bytes), size: f.bytes.length };
 }
 
 function cacheBytes(reading: FormReading): number {

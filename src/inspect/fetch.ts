@@ -1,6 +1,7 @@
 // Reading a cache from a registry, or through a running regshim, for `regshim inspect`: the
 // stored manifest, the index a client gets back, and (with --check-blobs) which blobs are gone.
 import { rebuildIndex, restoreIndex } from '../cache/convert.js';
+import { indexOfBuildkitManifest } from '../cache/made-index.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 import { upstreamRefusalOf } from '../registry/upstream-refusal.js';
 import { type UpstreamRequest, type UpstreamResponse, header } from '../registry/upstream.js';
@@ -22,6 +23,8 @@ export class InspectError extends Error {
 
 export interface FetchOptions {
   maxManifestBytes: number;
+  /** --image-manifest-as-index: BuildKit's image manifest is given to index readers as an index. */
+  imageManifestAsIndex: boolean;
   checkBlobs: boolean;
   /** HEADs in flight at once for --check-blobs. */
   concurrency: number;
@@ -42,7 +45,7 @@ export async function fetchCache(client: RegistryClient, name: string, reference
   const found = recognise(res.body);
   if (!found) throw new InspectError(`${name}:${reference} is not a BuildKit cache (neither an index of cache blobs, nor an image manifest with a cacheconfig)`);
   const stored: FetchedForm = { ...found, bytes: res.body, digest: header(res.headers, 'docker-content-digest') };
-  const served = found.reading.restores ? await restored(client, name, stored, opts) : stored;
+  const served = found.reading.restores ? await restored(client, name, stored, opts) : madeFrom(stored, opts);
   const blobs = opts.checkBlobs ? await checkBlobs(client, name, stored, opts) : undefined;
   return { reference: `${name}:${reference}`, stored, served, blobs };
 }
@@ -64,7 +67,15 @@ async function restored(client: RegistryClient, name: string, stored: FetchedFor
   if (!bytes) return `the index blob ${ref.indexDigest} answered ${describe(blob)}, and this index cannot be rebuilt from its manifest: a client gets 404`;
   const found = recognise(bytes);
   if (!found) return `the index blob ${ref.indexDigest} is not a cache index`;
-  return { ...found, bytes, digest: ref.indexDigest };
+  return madeFrom({ ...found, bytes, digest: ref.indexDigest }, opts);
+}
+
+/** BuildKit's image manifest, as regshim gives it to a client that names the OCI index: the index made from it. */
+function madeFrom(form: FetchedForm, opts: FetchOptions): FetchedForm {
+  if (!form.reading.makesIndex || !opts.imageManifestAsIndex) return form;
+  const made = indexOfBuildkitManifest(form.bytes);
+  const found = made && recognise(made.bytes);
+  return made && found ? { ...found, bytes: made.bytes, digest: made.digest, made: true } : form;
 }
 
 async function getBlob(client: RegistryClient, name: string, digest: string, maxBodyBytes: number): Promise<UpstreamResponse> {

@@ -1,10 +1,12 @@
-// The cache forms regshim knows, in one table: how to recognise each in a manifest body,
-// which BuildKit versions import it, which registries store it, and (for doctor's probes)
-// how to build it from a small cache. A new form is one defineForm() call. Pure.
-import { readConvertedManifest, toImageManifest } from '../cache/convert.js';
+// The cache forms inspect and doctor know, in one table: how to recognise each in a manifest
+// body, which BuildKit versions import it, which registries store it, and (for doctor's
+// probes) how to build it from a small cache. A new form is one defineForm() call. Which
+// stored form a manifest is, and what a client gets back for it, is the server's own answer
+// (cache/stored-forms.ts); this table adds what a person needs to know about each. Pure.
+import { type IndexReference, readConvertedManifest } from '../cache/convert.js';
 import { type Descriptor, classifyManifest, isObject } from '../cache/detect.js';
-import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
-import type { IndexReference } from '../cache/convert.js';
+import { type StoredForm, buildStoredForm, storedFormOf } from '../cache/stored-forms.js';
+import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 
 /** BuildKit releases as far as cache import goes: before 0.12 only index forms are read. */
 export type BuildKitRange = '0.8-0.11' | '0.12+';
@@ -22,8 +24,10 @@ export interface FormReading {
   blobs: string[];
   /** Layers of the stored body as a registry counts them (ECR's limit). */
   manifestLayers: number;
-  /** A stored form that stands for an index: what a client of regshim gets back instead. */
+  /** A stored form that keeps what a client pushed: regshim gives those bytes back instead. */
   restores?: IndexReference;
+  /** BuildKit's image manifest: regshim gives a client that names the OCI index one made from it. */
+  makesIndex?: boolean;
 }
 
 /** A small cache in the index form, which doctor's probes turn into each form. */
@@ -52,8 +56,8 @@ export interface CacheForm {
   strictRegistriesStore: boolean;
   /** Stored by registries that allow-list media types (Quay, GitLab's metadata database). */
   allowListRegistriesStore: boolean;
-  /** A form regshim stores upstream (doctor says which one it would choose). */
-  storedByRegshim: boolean;
+  /** Which of regshim's written forms (--cache-form buildkit or image) this is, if one. */
+  writtenAs?: 'buildkit' | 'image';
   /** Builds this form of a small cache, for doctor to push; forms doctor does not probe have none. */
   probe?(cache: SmallCache, options: { indexMediaType: string }): Probe;
 }
@@ -92,46 +96,66 @@ function readIndex(mediaType: string) {
   };
 }
 
-function parse(body: Buffer): unknown {
+/** An image manifest with a config of this type: its config and layers as written. */
+function readManifest(body: Buffer, configType: string): { config: Descriptor; layers: Descriptor[] } | undefined {
+  let doc: unknown;
   try {
-    return JSON.parse(body.toString('utf8'));
+    doc = JSON.parse(body.toString('utf8'));
   } catch {
     return undefined;
   }
-}
-
-/** An image manifest whose config is the cacheconfig: the layers and config it names. */
-function readCacheManifest(body: Buffer): FormReading | undefined {
-  const doc = parse(body);
   if (!isObject(doc) || (doc.mediaType !== undefined && doc.mediaType !== OCI_MANIFEST)) return undefined;
-  if (!isObject(doc.config) || doc.config.mediaType !== BUILDKIT_CACHE_CONFIG || !Array.isArray(doc.layers)) return undefined;
-  const config = doc.config as Descriptor;
-  const layers = doc.layers as Descriptor[];
-  return { mediaType: OCI_MANIFEST, config, layers, blobs: [config, ...layers].map((d) => d.digest), manifestLayers: layers.length };
+  if (!isObject(doc.config) || doc.config.mediaType !== configType || !Array.isArray(doc.layers)) return undefined;
+  return { config: doc.config as Descriptor, layers: doc.layers as Descriptor[] };
 }
 
-function indexOf(cache: SmallCache) {
-  const detection = classifyManifest(cache.index, undefined);
-  if (detection.kind !== 'cache') throw new Error('the small cache is not a cache index');
-  return detection.index;
+/** A stored form of regshim's, as stored-forms.ts tells them apart. */
+function isStored(body: Buffer, form: StoredForm): boolean {
+  return storedFormOf(body).form === form;
+}
+
+function probeOf(form: StoredForm) {
+  return (cache: SmallCache, { indexMediaType }: { indexMediaType: string }): Probe => {
+    const built = buildStoredForm(form, cache.index, { indexLayerMediaType: indexMediaType });
+    if (!built) throw new Error(`the small cache cannot be built in the ${form} form`);
+    return { manifest: built.bytes, mediaType: OCI_MANIFEST, extraBlobs: built.blobs.map((b) => b.bytes) };
+  };
 }
 
 defineForm({
-  id: 'regshim-manifest',
-  label: "regshim's image manifest (the index kept as its last layer)",
+  id: 'regshim-buildkit',
+  label: "regshim's BuildKit form (BuildKit's image manifest, the pushed bytes kept as its last layer)",
   read(body) {
     const restores = readConvertedManifest(body);
-    const reading = restores && readCacheManifest(body);
-    return reading && restores ? { ...reading, layers: reading.layers.filter((l) => l.digest !== restores.indexDigest), restores } : undefined;
+    const doc = restores && isStored(body, 'regshim-buildkit') ? readManifest(body, BUILDKIT_CACHE_CONFIG) : undefined;
+    if (!restores || !doc) return undefined;
+    const blobs = [doc.config, ...doc.layers].map((d) => d.digest);
+    return { mediaType: OCI_MANIFEST, config: doc.config, layers: doc.layers.filter((l) => l.digest !== restores.indexDigest), blobs, manifestLayers: doc.layers.length, restores };
   },
   importedBy: NEW_BUILDKIT,
   strictRegistriesStore: true,
   allowListRegistriesStore: false,
-  storedByRegshim: true,
-  probe(cache, { indexMediaType }) {
-    const converted = toImageManifest(indexOf(cache), cache.index, indexMediaType);
-    return { manifest: converted.bytes, mediaType: OCI_MANIFEST, extraBlobs: [cache.index] };
+  writtenAs: 'buildkit',
+  probe: probeOf('regshim-buildkit'),
+});
+
+defineForm({
+  id: 'regshim-image',
+  label: "regshim's image form (an OCI image: the cache's layers, its cacheconfig and the pushed bytes)",
+  read(body) {
+    const restores = readConvertedManifest(body);
+    const doc = restores && isStored(body, 'regshim-image') ? readManifest(body, OCI_IMAGE_CONFIG) : undefined;
+    if (!restores || !doc || doc.layers.length < 2) return undefined;
+    // Layers: the cache's, then the cacheconfig, then the pushed bytes (image-form.ts).
+    const config = doc.layers[doc.layers.length - 2] as Descriptor;
+    const blobs = [doc.config, ...doc.layers].map((d) => d.digest);
+    return { mediaType: OCI_MANIFEST, config, layers: doc.layers.slice(0, -2), blobs, manifestLayers: doc.layers.length, restores };
   },
+  importedBy: [],
+  strictRegistriesStore: true,
+  allowListRegistriesStore: true,
+  writtenAs: 'image',
+  probe: probeOf('regshim-image'),
 });
 
 defineForm({
@@ -141,7 +165,6 @@ defineForm({
   importedBy: ALL_BUILDKIT,
   strictRegistriesStore: false,
   allowListRegistriesStore: false,
-  storedByRegshim: false,
   probe: (cache) => ({ manifest: cache.index, mediaType: OCI_INDEX, extraBlobs: [] }),
 });
 
@@ -152,20 +175,19 @@ defineForm({
   importedBy: ALL_BUILDKIT,
   strictRegistriesStore: false,
   allowListRegistriesStore: false,
-  storedByRegshim: false,
 });
 
 defineForm({
-  id: 'image-manifest',
+  id: 'buildkit-image-manifest',
   label: 'BuildKit image manifest (image-manifest=true)',
-  read: readCacheManifest,
+  read(body) {
+    const doc = readManifest(body, BUILDKIT_CACHE_CONFIG);
+    if (!doc) return undefined;
+    const blobs = [doc.config, ...doc.layers].map((d) => d.digest);
+    return { mediaType: OCI_MANIFEST, config: doc.config, layers: doc.layers, blobs, manifestLayers: doc.layers.length, makesIndex: storedFormOf(body).form === 'buildkit-image-manifest' };
+  },
   importedBy: NEW_BUILDKIT,
   strictRegistriesStore: true,
   allowListRegistriesStore: false,
-  storedByRegshim: false,
-  probe(cache) {
-    const index = indexOf(cache);
-    const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config: index.config, layers: index.layers };
-    return { manifest: Buffer.from(JSON.stringify(manifest)), mediaType: OCI_MANIFEST, extraBlobs: [] };
-  },
+  probe: probeOf('buildkit-image-manifest'),
 });

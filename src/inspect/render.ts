@@ -24,7 +24,7 @@ export function inspectJson(report: InspectReport): string {
 
 export function inspectText(report: InspectReport, color: boolean): string {
   const p: Paint = paint(color);
-  const form = (f: InspectReport['stored']) => `${f.label}\n${f.digest}, ${bytes(f.size)}`;
+  const form = (f: InspectReport['stored']) => `${f.label}${f.made ? ', made by regshim' : ''}\n${f.digest}, ${bytes(f.size)}`;
   const versions = (v: readonly string[]) => (v.length === 0 ? 'none' : v.join(', '));
   const rows: [string, string][] = [
     ['stored upstream', form(report.stored)],

@@ -17,7 +17,7 @@ export interface InspectOptions {
 export async function runInspect(config: Config, ref: CacheReference, opts: InspectOptions, out: Output): Promise<number> {
   const connection = connectRegistry(config);
   try {
-    const input = await fetchCache(connection.upstream, ref.name, ref.reference, { maxManifestBytes: config.maxManifestBytes, checkBlobs: opts.checkBlobs, concurrency: opts.concurrency });
+    const input = await fetchCache(connection.upstream, ref.name, ref.reference, { maxManifestBytes: config.maxManifestBytes, imageManifestAsIndex: config.imageManifestAsIndex, checkBlobs: opts.checkBlobs, concurrency: opts.concurrency });
     const report = inspectFacts(input);
     out.write(out.json ? inspectJson(report) : inspectText(report, out.color));
     return isHealthy(report) ? 0 : 1;

@@ -30,6 +30,17 @@ export function createMetrics() {
       help: "Caches stored that BuildKit will refuse to import (over its 1 MiB limit)",
       registers: [registry],
     }),
+    madeIndexBlobs: new Counter({
+      name: 'regshim_made_index_blobs_total',
+      help: "Indexes made from BuildKit image-manifest caches, stored as blobs so any replica finds them by digest (stored), or that could not be (refused: no push credentials)",
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    formSwitches: new Counter({
+      name: 'regshim_cache_form_switches_total',
+      help: "Times --cache-form auto switched to the image form after the upstream refused BuildKit's form for its media types",
+      registers: [registry],
+    }),
     digestMap: new Counter({
       name: 'regshim_digest_map_lookups_total',
       help: 'Digest map lookups, by result',

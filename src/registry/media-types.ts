@@ -7,6 +7,7 @@ export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+
 export const DOCKER_MANIFEST_V1 = 'application/vnd.docker.distribution.manifest.v1+json';
 export const DOCKER_MANIFEST_V1_SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
 export const BUILDKIT_CACHE_CONFIG = 'application/vnd.buildkit.cacheconfig.v0';
+export const OCI_IMAGE_CONFIG = 'application/vnd.oci.image.config.v1+json';
 
 /** The default media type of the layer that holds the original index bytes. */
 export const DEFAULT_INDEX_LAYER_MEDIA_TYPE = 'application/vnd.regshim.buildkit.cache.index.v1+json';

@@ -91,15 +91,21 @@ describe('containerd pushes a cache through regshim', () => {
     expect(seen).toContain('HEAD /v2/team/app/manifests/cache-repush');
   });
 
-  it("BuildKit's own image-manifest cache passes through byte for byte", async () => {
+  it("BuildKit's own image-manifest cache is stored byte for byte; a pusher gets it back, an importer the index made from it", async () => {
     const c = cache('imgmanifest');
     const pushed = await push('imgmanifest', shim.host, 'team/app', 'cache-imgmanifest');
     expect(pushed.code, pushed.stderr).toBe(0);
     const direct = await getManifest(registry.url, 'team/app', 'cache-imgmanifest', { accept: OCI_MANIFEST });
     expect(direct.bytes.equals(c.bytes)).toBe(true);
-    const via = await getManifest(shim.url, 'team/app', 'cache-imgmanifest');
-    expect(via.bytes.equals(c.bytes)).toBe(true);
-    expect(via.headers.get('docker-content-digest')).toBe(c.digest);
+    const asPusher = await getManifest(shim.url, 'team/app', 'cache-imgmanifest', { accept: `${OCI_MANIFEST}, */*` });
+    expect(asPusher.bytes.equals(c.bytes)).toBe(true);
+    expect(asPusher.headers.get('docker-content-digest')).toBe(c.digest);
+    // containerd's fetch resolves as BuildKit's importer does: the made index, then every blob it names.
+    const index = cache('index');
+    const fetched = await fetchFresh(`${shim.host}/team/app:cache-imgmanifest`);
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(fetched.images).toContain(index.digest);
+    expect(fetched.content).toEqual([index.digest, ...index.blobs.keys()].sort());
   });
 });
 
@@ -177,5 +183,39 @@ describe("dockerd 20.10's BuildKit imports through regshim", () => {
     expect(build.code, build.stderr).toBe(0);
     expect(cachedSteps(build.stderr), build.stderr).toEqual(['[1/2] COPY a.txt /a.txt', '[2/2] COPY b.txt /b.txt']);
     expect(importer.logs.some((l) => l.msg === 'cache index restored' && l.indexDigest === cache('index').digest)).toBe(true);
+  });
+});
+
+describe('a registry that allow-lists media types (the Quay profile of the strict-gate simulation)', () => {
+  it("BuildKit's image-manifest cache: refused straight, stored through regshim in the image form; a second replica serves it to containerd and to dockerd 20.10's BuildKit, every step cached", async () => {
+    const gate = await cleanup.track(startStrictGate(registry.url, 'quay', { registryDataDir: registry.dataDir }));
+    const direct = await push('imgmanifest', gate.host, 'quay/e2e', 'cache');
+    expect(direct.code).not.toBe(0);
+    expect(direct.stderr).toMatch(/400 Bad Request/);
+
+    const one = await cleanup.track(startShim(gate.url));
+    const pushed = await push('imgmanifest', one.host, 'quay/e2e', 'cache');
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const stored = JSON.parse((await getManifest(registry.url, 'quay/e2e', 'cache', { accept: OCI_MANIFEST })).bytes.toString()) as { config: { mediaType: string } };
+    expect(stored.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+    expect(gate.refused).toHaveLength(2); // the control, and regshim's first try in BuildKit's form
+
+    // Another replica, no shared state: a re-push of the same cache writes nothing.
+    const two = await cleanup.track(startShim(gate.url));
+    const again = await push('imgmanifest', two.host, 'quay/e2e', 'cache');
+    expect(again.code, again.stderr).toBe(0);
+    expect(two.logs.filter((l) => l.msg === 'request' && l.method === 'PUT')).toEqual([]);
+
+    const index = cache('index');
+    const fetched = await fetchFresh(`${two.host}/quay/e2e:cache`);
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(fetched.content).toEqual([index.digest, ...index.blobs.keys()].sort());
+
+    const dockerd = await cleanup.track(startDockerd({ containerdSock: ctrd.sock, insecureRegistries: [two.host] }));
+    const ctx = join(workDir, 'ctx-quay');
+    await copyFixtureContext(ctx);
+    const build = await dockerd.docker(['build', '--progress=plain', '--cache-from', `${two.host}/quay/e2e:cache`, '-t', 'local/q', ctx]);
+    expect(build.code, build.stderr).toBe(0);
+    expect(cachedSteps(build.stderr), build.stderr).toEqual(['[1/2] COPY a.txt /a.txt', '[2/2] COPY b.txt /b.txt']);
   });
 });

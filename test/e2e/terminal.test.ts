@@ -39,7 +39,7 @@ describe('on a terminal', () => {
     const stored = toImageManifest(detection.index, cache.bytes, DEFAULT_INDEX_LAYER_MEDIA_TYPE);
     const term = await cleanup.track(startTerminal(regshim(`inspect ${registry.host}/term/app:cache`), env));
     const screen = await term.waitFor(/\[exit \d+\]/, 'inspect to finish');
-    const own = "regshim's image manifest (the index kept as its last layer)";
+    const own = "regshim's BuildKit form (BuildKit's image manifest, the pushed bytes kept as its last layer)";
     expect(screen).toBe(
       [
         'term/app:cache: whole and importable',
@@ -70,11 +70,12 @@ describe('on a terminal', () => {
         '  credentials     none configured',
         '  pull            ok no credentials configured: requests go without',
         '  push            ok no credentials configured: requests go without',
-        "  cache forms     accepted regshim's image manifest (the index kept as its last layer)",
+        "  cache forms     accepted regshim's BuildKit form (BuildKit's image manifest, the pushed bytes kept as its last layer)",
+        "                  accepted regshim's image form (an OCI image: the cache's layers, its cacheconfig and the pushed bytes)",
         '                  accepted BuildKit index (OCI)',
         '                  accepted BuildKit image manifest (image-manifest=true)',
         '  clean-up        nothing left behind',
-        '  regshim stores  regshim-manifest',
+        '  regshim stores  regshim-buildkit (--cache-form auto)',
         '[exit 0]',
       ].join('\n'),
     );
@@ -93,7 +94,7 @@ describe('on a terminal', () => {
     const ms = String.raw`[\d.]+ ms`;
     expect(screen).toMatch(new RegExp(String.raw`^${time} INFO: listening \{"url":"${url}","upstream":"${registry.url}"\}$`, 'm'));
     expect(screen).toMatch(new RegExp(String.raw`^${time} INFO: POST /v2/term/log/blobs/uploads/ 202 ${ms} \(upstream ${ms}\) passed-through$`, 'm'));
-    expect(screen).toMatch(new RegExp(String.raw`^${time} INFO: cache index converted term/log:cache \{"indexDigest":"${cache.digest}","manifestDigest":"sha256:[0-9a-f]{64}","descriptors":3,"direction":"in"\}$`, 'm'));
+    expect(screen).toMatch(new RegExp(String.raw`^${time} INFO: cache index converted term/log:cache \{"indexDigest":"${cache.digest}","descriptors":3,"manifestDigest":"sha256:[0-9a-f]{64}","form":"buildkit","direction":"in"\}$`, 'm'));
     expect(screen).toMatch(new RegExp(String.raw`^${time} INFO: PUT /v2/term/log/manifests/cache 201 ${ms} \(upstream ${ms}\) converted$`, 'm'));
     // One line per request: the fields the message says are not repeated after it.
     expect(screen).not.toMatch(/"bytesOut"/);

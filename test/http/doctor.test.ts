@@ -70,17 +70,17 @@ describe('regshim doctor against distribution 2.8', () => {
       tls: null,
       challenge: { scheme: 'none', realm: null, service: null },
       credentials: { source: null, pull: { ok: true }, push: { ok: true } },
-      storedForm: 'regshim-manifest',
+      storedForm: 'regshim-buildkit',
       regshim: null,
       findings: [],
     });
-    expect(formsOf(report)).toEqual([['regshim-manifest', true], ['index', true], ['image-manifest', true]]);
+    expect(formsOf(report)).toEqual([['regshim-buildkit', true], ['regshim-image', true], ['index', true], ['buildkit-image-manifest', true]]);
     expect(report.probes?.leftovers).toEqual([]);
-    // What it wrote: the layer, the cacheconfig, the index blob; one manifest per form.
+    // What it wrote: the layer, the cacheconfig, the index blob, the image form's config; one manifest per form.
     const { blobs, tags } = written(wire);
-    expect(blobs).toHaveLength(3);
-    expect(tags).toHaveLength(3);
-    for (const tag of tags) expect(tag).toMatch(/^regshim-doctor-[0-9a-f]{12}-(regshim-manifest|index|image-manifest)$/);
+    expect(blobs).toHaveLength(4);
+    expect(tags).toHaveLength(4);
+    for (const tag of tags) expect(tag).toMatch(/^regshim-doctor-[0-9a-f]{12}-(regshim-buildkit|index|buildkit-image-manifest|regshim-image)$/);
     // Nothing of it is left: no tag, no blob.
     const list = await fetch(`${registry.url}/v2/doc/app/tags/list`);
     expect(((await list.json()) as { tags: string[] | null }).tags ?? []).toEqual([]);
@@ -92,23 +92,27 @@ describe('regshim doctor against distribution 2.8', () => {
     const r = await doctor(noDelete.url, 'doc/kept');
     expect(r.code, r.stderr).toBe(0);
     const report = parse(r.stdout);
-    // Three manifests, then three blobs: each DELETE refused with distribution's own words.
+    // Four manifests, then four blobs: each DELETE refused with distribution's own words.
+    const refused = (what: string) => [what, 405, 'UNSUPPORTED'];
     expect(report.probes?.leftovers.map((l) => [l.what.split(' ')[0], l.status, l.refusal?.code])).toEqual([
-      ['manifest', 405, 'UNSUPPORTED'], ['manifest', 405, 'UNSUPPORTED'], ['manifest', 405, 'UNSUPPORTED'],
-      ['blob', 405, 'UNSUPPORTED'], ['blob', 405, 'UNSUPPORTED'], ['blob', 405, 'UNSUPPORTED'],
+      ...Array.from({ length: 4 }, () => refused('manifest')),
+      ...Array.from({ length: 4 }, () => refused('blob')),
     ]);
-    expect(report.findings.map((f) => [f.check, f.severity])).toEqual(Array.from({ length: 6 }, () => ['cleanup', 'warning']));
+    expect(report.findings.map((f) => [f.check, f.severity])).toEqual(Array.from({ length: 8 }, () => ['cleanup', 'warning']));
   });
 
-  it('an image-only policy refuses every cache form: exit 1, the registry’s refusal quoted, what to do', async () => {
+  it('an image-only policy refuses BuildKit’s config type but not as a media type: auto would not switch; exit 1, the refusal quoted, --cache-form image the fix', async () => {
     const strict = await cleanup.track(startRegistry({ policyImageOnly: true }));
     const r = await doctor(strict.url, 'doc/policy');
     expect(r.code).toBe(1);
     const report = parse(r.stdout);
     expect(report.storedForm).toBeNull();
-    const own = report.probes?.forms.find((f) => f.form === 'regshim-manifest');
-    expect(own).toMatchObject({ accepted: false, status: 403, refusal: { code: 'DENIED' } });
-    expect(report.findings).toEqual([expect.objectContaining({ check: 'stored-form', severity: 'error', message: expect.stringMatching(/403 DENIED/), fix: expect.stringMatching(/allow-list/) })]);
+    expect(formsOf(report)).toEqual([['regshim-buildkit', false], ['regshim-image', true], ['index', true], ['buildkit-image-manifest', false]]);
+    expect(report.probes?.forms.find((f) => f.form === 'regshim-buildkit')).toMatchObject({ status: 403, refusal: { code: 'DENIED' } });
+    expect(report.findings).toEqual([expect.objectContaining({ check: 'stored-form', severity: 'error', message: expect.stringMatching(/403 DENIED/), fix: expect.stringMatching(/--cache-form image/) })]);
+    const image = await doctor(strict.url, 'doc/policy', '--cache-form', 'image');
+    expect(image.code, image.stderr).toBe(0);
+    expect(parse(image.stdout)).toMatchObject({ cacheForm: 'image', storedForm: 'regshim-image', findings: [] });
   });
 
   it('an unreachable registry: exit 1, what failed and what to do', async () => {
@@ -156,7 +160,7 @@ describe('regshim doctor against a registry over https (self-signed certificate)
     expect(trusted.code, trusted.stderr).toBe(0);
     const good = parse(trusted.stdout);
     expect(good.tls).toMatchObject({ protocol: 'TLSv1.3', trusted: true, error: null, validTo: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
-    expect(good.storedForm).toBe('regshim-manifest');
+    expect(good.storedForm).toBe('regshim-buildkit');
     expect(good.probes?.leftovers).toEqual([]);
   });
 });
@@ -168,12 +172,12 @@ describe('regshim doctor against a strict registry (SIMULATION gate in front of 
     const r = await doctor(gate.url, 'doc/strict');
     expect(r.code, r.stderr).toBe(0);
     const report = parse(r.stdout);
-    expect(formsOf(report)).toEqual([['regshim-manifest', true], ['index', false], ['image-manifest', true]]);
+    expect(formsOf(report)).toEqual([['regshim-buildkit', true], ['regshim-image', true], ['index', false], ['buildkit-image-manifest', true]]);
     expect(report.probes?.forms.find((f) => f.form === 'index')).toMatchObject({
       status: 400,
       refusal: { code: 'MANIFEST_INVALID', message: 'Failed to parse manifest: Image index child manifest not supported: application/vnd.oci.image.layer.v1.tar+gzip.' },
     });
-    expect(report.storedForm).toBe('regshim-manifest');
+    expect(report.storedForm).toBe('regshim-buildkit');
     expect(report.probes?.leftovers).toEqual([]);
   });
 });
@@ -198,7 +202,7 @@ describe.each<UpstreamAuthKind>(['basic', 'token'])('regshim doctor against a re
     if (kind === 'token') expect(report.challenge).toMatchObject({ realm: up.tokens?.realm, service: up.tokens?.service });
     expect(report.credentials).toMatchObject({ source: '--upstream-username and --upstream-password-file', pull: { ok: true }, push: { ok: true } });
     if (kind === 'token') expect(report.credentials.push.detail).toBe('token for repository:doc/auth:pull,push');
-    expect(report.storedForm).toBe('regshim-manifest');
+    expect(report.storedForm).toBe('regshim-buildkit');
     expect(report.probes?.leftovers).toEqual([]);
     expect(r.stdout + r.stderr).not.toContain(up.password);
   });

@@ -71,7 +71,7 @@ describe('regshim inspect against distribution 2.8', () => {
       schema: 'regshim.inspect/v1',
       ok: true,
       reference: 'insp/app:cache',
-      stored: { form: 'regshim-manifest', mediaType: OCI_MANIFEST, digest: manifest.digest, size: manifest.bytes.length },
+      stored: { form: 'regshim-buildkit', mediaType: OCI_MANIFEST, digest: manifest.digest, size: manifest.bytes.length },
       served: { form: 'index', mediaType: OCI_INDEX, digest: cache.digest, size: cache.bytes.length },
       layers: 2,
       cacheBytes: FIXTURE_BYTES,
@@ -88,22 +88,28 @@ describe('regshim inspect against distribution 2.8', () => {
     const r = await regshimCli(['inspect', '--json', `${registry.host}/insp/plain:cache`]);
     expect(r.code, r.stderr).toBe(0);
     const report = parse(r.stdout);
-    expect(report.stored).toEqual({ form: 'index', label: 'BuildKit index (OCI)', mediaType: OCI_INDEX, digest: cache.digest, size: cache.bytes.length });
+    expect(report.stored).toEqual({ form: 'index', label: 'BuildKit index (OCI)', made: false, mediaType: OCI_INDEX, digest: cache.digest, size: cache.bytes.length });
     expect(report.served?.digest).toBe(cache.digest);
     expect(report.importedBy).toEqual({ throughRegshim: ['0.8-0.11', '0.12+'], fromRegistry: ['0.8-0.11', '0.12+'] });
     expect(report.problems.map((p) => p.code)).toEqual(['REFUSED_BY_STRICT_REGISTRIES']);
   });
 
-  it("BuildKit's image-manifest form: old BuildKit misses it, a warning, exit 0", async () => {
+  it("BuildKit's image-manifest form: a client of regshim that names the OCI index gets the index regshim makes from it, which old BuildKit reads; exit 0", async () => {
     const img = await fixtureCache('imgmanifest');
     await pushBlobs(registry.url, 'insp/img', img.blobs.values());
     expect((await putManifest(registry.url, 'insp/img', 'cache', img.bytes, img.mediaType)).status).toBe(201);
     const r = await regshimCli(['inspect', `${registry.host}/insp/img:cache`]);
     expect(r.code, r.stderr).toBe(0);
     const report = parse(r.stdout);
-    expect(report.stored).toMatchObject({ form: 'image-manifest', digest: img.digest });
-    expect(report.importedBy.throughRegshim).toEqual(['0.12+']);
-    expect(report.problems.map((p) => p.code)).toEqual(['REFUSED_BY_ALLOW_LISTS', 'OLD_BUILDKIT_MISSES']);
+    expect(report.stored).toMatchObject({ form: 'buildkit-image-manifest', made: false, digest: img.digest });
+    const index = await fixtureCache('index');
+    // BuildKit wrote both fixtures from one build: the made index is the index it wrote.
+    expect(report.served).toMatchObject({ form: 'index', made: true, digest: index.digest, size: index.bytes.length });
+    expect(report.importedBy).toEqual({ throughRegshim: ['0.8-0.11', '0.12+'], fromRegistry: ['0.12+'] });
+    expect(report.problems.map((p) => p.code)).toEqual(['REFUSED_BY_ALLOW_LISTS']);
+    const off = await regshimCli(['inspect', `${registry.host}/insp/img:cache`, '--image-manifest-as-index', 'off']);
+    expect(parse(off.stdout).served).toMatchObject({ form: 'buildkit-image-manifest', made: false, digest: img.digest });
+    expect(parse(off.stdout).problems.map((p) => p.code)).toEqual(['REFUSED_BY_ALLOW_LISTS', 'OLD_BUILDKIT_MISSES']);
   });
 
   it('--check-blobs on a whole cache: every blob present (layers, cacheconfig, index blob), exit 0', async () => {
@@ -155,7 +161,7 @@ describe('regshim inspect against a strict registry (SIMULATION gate in front of
     for (const host of [gate.host, shim.host]) {
       const r = await regshimCli(['inspect', `${host}/strict/app:cache`, '--check-blobs']);
       expect(r.code, r.stderr).toBe(0);
-      expect(parse(r.stdout)).toMatchObject({ stored: { form: 'regshim-manifest' }, served: { form: 'index', digest: cache.digest }, blobs: { missing: [] } });
+      expect(parse(r.stdout)).toMatchObject({ stored: { form: 'regshim-buildkit' }, served: { form: 'index', digest: cache.digest }, blobs: { missing: [] } });
     }
     expect(gate.refused).toEqual([]);
   });
@@ -181,7 +187,7 @@ describe.each<UpstreamAuthKind>(['basic', 'token'])('regshim inspect against a r
   it('with --upstream-username and --upstream-password-file: the report, exit 0', async () => {
     const r = await regshimCli(['inspect', `${up.registry.host}/auth/app:cache`, '--check-blobs', '--upstream-username', up.username, '--upstream-password-file', passwordFile]);
     expect(r.code, r.stderr).toBe(0);
-    expect(parse(r.stdout)).toMatchObject({ ok: true, stored: { form: 'regshim-manifest' }, served: { form: 'index' }, blobs: { checked: 4, missing: [] } });
+    expect(parse(r.stdout)).toMatchObject({ ok: true, stored: { form: 'regshim-buildkit' }, served: { form: 'index' }, blobs: { checked: 4, missing: [] } });
     expect(r.stdout + r.stderr).not.toContain(up.password);
   });
 
@@ -212,7 +218,7 @@ describe('regshim inspect through a regshim that wants its clients to log in (--
     expect((await putManifest(shim.url, 'inbound/app', 'cache', cache.bytes, cache.mediaType, login)).status).toBe(201);
     const r = await regshimCli(['inspect', `${shim.host}/inbound/app:cache`, '--check-blobs', '--upstream-username', 'ci', '--upstream-password-file', join(dir, 'password')]);
     expect(r.code, r.stderr).toBe(0);
-    expect(parse(r.stdout)).toMatchObject({ stored: { form: 'regshim-manifest' }, served: { digest: cache.digest }, blobs: { missing: [] } });
+    expect(parse(r.stdout)).toMatchObject({ stored: { form: 'regshim-buildkit' }, served: { digest: cache.digest }, blobs: { missing: [] } });
     const refused = await regshimCli(['inspect', `${shim.host}/inbound/app:cache`]);
     expect(refused.code).toBe(1);
     expect(parse(refused.stdout).error).toMatch(/answered 401 UNAUTHORIZED/);

@@ -2,13 +2,17 @@
 // the real registry: sha512 pushes, an index blob that is gone, and bodies nested too deep.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getManifest, pushBlobs, putManifest } from '../support/blobs.js';
+import { getManifest, pushBlobs, putManifest, sha256 } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type RunningShim, startShim } from '../support/regshim.js';
+import { type GateProfile, startStrictGate } from '../support/strict-gate.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+// containerd's pusher before a PUT (its own type and the wildcard), and BuildKit's resolver (blobs.ts default).
+const ACCEPTS = [`${OCI_MANIFEST}, */*`, undefined] as const;
 const cleanup = new Cleanup();
 let registry: Registry;
 let index: FixtureCache;
@@ -102,5 +106,46 @@ describe('deeply nested JSON', () => {
     const put = await putManifest(shim.url, 'rep/deep', 'cache', body, OCI_INDEX);
     expect(put.status).toBe(400);
     expect(JSON.parse(put.bytes.toString()).errors[0].code).toBe('MANIFEST_INVALID');
+  });
+});
+
+describe.each<['distribution 2.8' | GateProfile]>([['distribution 2.8'], ['gcr'], ['quay'], ['gitlab']])('two replicas with no shared state, in front of %s', (upstream) => {
+  let url: string;
+  beforeAll(async () => {
+    // The gates answer 404 for a digest that is not a manifest, as registries other than distribution 2.8 do.
+    url = upstream === 'distribution 2.8' ? registry.url : (await cleanup.track(startStrictGate(registry.url, upstream, { registryDataDir: registry.dataDir }))).url;
+  });
+
+  it.each(['index', 'dlist', 'imgmanifest'] as const)('a %s pushed through one: either answers every tag and digest the same, by GET and HEAD, to a pusher and to an importer', async (form) => {
+    const cache = await fixtureCache(form);
+    const made = form === 'imgmanifest' ? (await fixtureCache('index')).digest : undefined;
+    const repo = `rep/${upstream.replace(/\W/g, '')}-${form}`;
+    await pushBlobs(registry.url, repo, cache.blobs.values());
+    const one = await cleanup.track(startShim(url));
+    const put = await putManifest(one.url, repo, 'cache', cache.bytes, cache.mediaType);
+    expect([put.status, put.headers.get('docker-content-digest')]).toEqual([201, cache.digest]);
+    const other = await cleanup.track(startShim(url));
+    // Digests first: a replica that read the tag knows them without the registry.
+    const refs = [cache.digest, ...(made ? [made] : []), 'cache'];
+    const table = async (shim: RunningShim) => {
+      const rows: unknown[] = [];
+      for (const ref of refs) {
+        for (const accept of ACCEPTS) {
+          for (const method of ['HEAD', 'GET'] as const) {
+            const got = await getManifest(shim.url, repo, ref, { method, ...(accept ? { accept } : {}) });
+            rows.push([ref, accept ?? 'resolver', method, got.status, got.headers.get('content-type'), got.headers.get('docker-content-digest'), method === 'GET' ? sha256(got.bytes) : '']);
+          }
+        }
+      }
+      return rows;
+    };
+    const fromOther = await table(other);
+    expect(fromOther).toEqual(await table(one));
+    // what each client gets: the bytes pushed, or for BuildKit's manifest the index made from it
+    for (const row of fromOther as unknown[][]) {
+      expect(row[3]).toBe(200);
+      const getsMade = made !== undefined && (row[0] === made || (row[0] === 'cache' && row[1] === 'resolver'));
+      expect(row[5]).toBe(getsMade ? made : cache.digest);
+    }
   });
 });

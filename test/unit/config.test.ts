@@ -10,6 +10,8 @@ describe('parseConfig', () => {
     expect(config.cacheMaxBytes).toBe(64 * 1024 * 1024);
     expect(config.maxManifestBytes).toBe(4 * 1024 * 1024);
     expect(config.indexMediaType).toBe(DEFAULTS.indexMediaType);
+    expect(config.imageManifestAsIndex).toBe(true);
+    expect(config.cacheForm).toBe('auto');
     expect(config.logLevel).toBe('info');
     expect([config.maxManifestBytesInFlight, config.manifestQueueTimeoutMs, config.upstreamConnections, config.maxClientConnections]).toEqual([64 * 1024 * 1024, 30_000, 64, 1024]);
     expect([config.clientHeaderTimeoutMs, config.maxHeaderBytes, config.maxHeaderCount]).toEqual([60_000, 16 * 1024, 100]);
@@ -56,6 +58,8 @@ describe('parseConfig', () => {
     [{ upstream: 'http://x', upstreamTimeout: '-1' }, /--upstream-timeout "-1" must be a positive number of seconds/],
     [{ upstream: 'http://x', tlsCert: 'c.pem' }, /--tls-cert and --tls-key go together/],
     [{ upstream: 'http://x', indexMediaType: 'not a type' }, /--index-media-type/],
+    [{ upstream: 'http://x', imageManifestAsIndex: 'yes' }, /--image-manifest-as-index "yes" must be on or off/],
+    [{ upstream: 'http://x', cacheForm: 'quay' }, /--cache-form "quay" must be auto/],
     [{ upstream: 'http://x', maxManifestBytesInFlight: '1MiB' }, /--max-manifest-bytes-in-flight \(1048576\) must be at least --max-manifest-bytes/],
     [{ upstream: 'http://x', upstreamConnections: '0' }, /--upstream-connections "0" must be a positive whole number/],
     [{ upstream: 'http://x', maxClientConnections: '1.5' }, /--max-client-connections "1.5" must be a positive whole number/],

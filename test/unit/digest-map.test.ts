@@ -8,6 +8,7 @@ function counting() {
 
 const known = (n: number, size = 100): KnownIndex => ({
   kind: 'index',
+  source: 'stored',
   indexDigest: `sha256:i${n}`,
   manifestDigest: `sha256:m${n}`,
   mediaType: 'application/vnd.oci.image.index.v1+json',
@@ -23,7 +24,7 @@ describe('DigestMap', () => {
     map.remember(known(1));
     expect(map.index('sha256:i1')?.manifestDigest).toBe('sha256:m1');
     const manifest = await map.loadManifest('sha256:m1', () => Promise.reject(new Error('must not load')));
-    expect(manifest).toEqual({ kind: 'converted', ref: { indexDigest: 'sha256:i1', indexMediaType: 'application/vnd.oci.image.index.v1+json', indexSize: 100 }, rebuildable: true });
+    expect(manifest).toEqual({ kind: 'converted', source: 'stored', ref: { indexDigest: 'sha256:i1', indexMediaType: 'application/vnd.oci.image.index.v1+json', indexSize: 100 }, rebuildable: true });
     expect(events).toEqual({ hits: 2, misses: 0 });
   });
 

@@ -31,7 +31,7 @@ describe('the small cache', () => {
 
   it('every form with a probe builds a body that is recognised as that form', () => {
     const probed = knownForms().filter((f) => f.probe);
-    expect(probed.map((f) => f.id)).toEqual(['regshim-manifest', 'index', 'image-manifest']);
+    expect(probed.map((f) => f.id)).toEqual(['regshim-buildkit', 'regshim-image', 'index', 'buildkit-image-manifest']);
     for (const form of probed) {
       const built = form.probe!(cache, { indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE });
       expect(recognise(built.manifest)?.form.id, form.id).toBe(form.id);
@@ -39,20 +39,28 @@ describe('the small cache', () => {
   });
 });
 
-const accepted = (...forms: string[]): ProbeRun => ({
+const ALL = ['regshim-buildkit', 'regshim-image', 'index', 'buildkit-image-manifest'];
+/** Probes where these forms were accepted and the rest refused with `refusal` (400). */
+const MEDIA_TYPE_REFUSAL = { code: 'MANIFEST_INVALID', message: 'manifest invalid' };
+/** Probes where these forms were accepted and the rest refused with `refusal` (400), about media types unless `mediaTypes` is false. */
+const accepted = (forms: string[], refusal = MEDIA_TYPE_REFUSAL, mediaTypes: string | false = 'manifest invalid: unknown media type: application/vnd.buildkit.cacheconfig.v0'): ProbeRun => ({
   upload: { ok: true, status: 201, refusal: undefined },
-  results: ['regshim-manifest', 'index', 'image-manifest'].map((form) => ({ form, label: form, accepted: forms.includes(form), status: forms.includes(form) ? 201 : 400, refusal: forms.includes(form) ? undefined : { code: 'MANIFEST_INVALID', message: 'no' } })),
+  results: ALL.map((form) => {
+    const ok = forms.includes(form);
+    return { form, label: form, accepted: ok, status: ok ? 201 : 400, refusal: ok ? undefined : refusal, mediaTypes: ok || mediaTypes === false ? undefined : mediaTypes };
+  }),
   leftovers: [],
 });
 
 const healthy: DoctorObservations = {
   upstream: 'http://r',
   repository: 'team/app',
+  cacheForm: 'auto',
   reach: { ok: true, status: 200, error: undefined },
   tls: undefined,
   challenge: { scheme: 'none', realm: undefined, service: undefined },
   credentials: { source: undefined, pull: { ok: true, detail: '' }, push: { ok: true, detail: '' } },
-  probes: accepted('regshim-manifest', 'index', 'image-manifest'),
+  probes: accepted(ALL),
   regshim: undefined,
 };
 
@@ -60,13 +68,29 @@ describe('doctorFacts', () => {
   it('all well: no finding, regshim stores its own form, exit 0', () => {
     const report = doctorFacts(healthy);
     expect(report.findings).toEqual([]);
-    expect(report.storedForm).toBe('regshim-manifest');
+    expect(report.storedForm).toBe('regshim-buildkit');
     expect(isWorkable(report)).toBe(true);
   });
 
-  it('chooseStoredForm: only forms regshim writes count', () => {
-    expect(chooseStoredForm(['index', 'image-manifest'])).toBeUndefined();
-    expect(chooseStoredForm(['index', 'regshim-manifest'])).toBe('regshim-manifest');
+  it.each<[string, 'auto' | 'buildkit' | 'image', ProbeRun, string | undefined]>([
+    ['auto, both accepted: BuildKit’s form', 'auto', accepted(ALL), 'regshim-buildkit'],
+    ['auto, BuildKit’s refused for its media types (GitLab’s words): the image form', 'auto', accepted(['regshim-image', 'index']), 'regshim-image'],
+    ['auto, BuildKit’s refused for another reason: none (auto would not switch)', 'auto', accepted(['regshim-image'], { code: 'DENIED', message: 'policy' }, false), undefined],
+    ['buildkit, refused: none', 'buildkit', accepted(['regshim-image']), undefined],
+    ['image: the image form even when BuildKit’s is accepted', 'image', accepted(ALL), 'regshim-image'],
+    ['only forms regshim writes count', 'auto', accepted(['index', 'buildkit-image-manifest']), undefined],
+  ])('chooseStoredForm: %s', (_what, mode, probes, want) => {
+    expect(chooseStoredForm(mode, probes.results)).toBe(want);
+  });
+
+  it('a refusal whose reason is only in its detail (GitLab): the reason follows the registry’s words', () => {
+    const report = doctorFacts({ ...healthy, cacheForm: 'buildkit', probes: accepted(['regshim-image']) });
+    expect(report.findings[0]?.message).toContain('400 MANIFEST_INVALID: manifest invalid (manifest invalid: unknown media type: application/vnd.buildkit.cacheconfig.v0)');
+  });
+
+  it('with --cache-form auto and only the image form accepted for another reason: the fix says --cache-form image', () => {
+    const report = doctorFacts({ ...healthy, probes: accepted(['regshim-image'], { code: 'DENIED', message: 'policy' }, false) });
+    expect(report.findings).toEqual([expect.objectContaining({ check: 'stored-form', fix: expect.stringMatching(/--cache-form image/) })]);
   });
 
   it.each<[string, Partial<DoctorObservations>, string[]]>([
@@ -75,7 +99,7 @@ describe('doctorFacts', () => {
     ['a challenge and no credentials', { challenge: { scheme: 'bearer', realm: 'http://t/token', service: 's' }, probes: undefined }, ['credentials']],
     ['no push token', { credentials: { source: 'x', pull: { ok: true, detail: '' }, push: { ok: false, detail: 'refused' } } }, ['push']],
     ['an upload refused', { probes: { upload: { ok: false, status: 403, refusal: { code: 'DENIED', message: 'no' } }, results: [], leftovers: [] } }, ['push']],
-    ['no stored form accepted', { probes: accepted('index') }, ['stored-form']],
+    ['no stored form accepted', { probes: accepted(['index']) }, ['stored-form']],
     ['a regshim that is not ready', { regshim: { url: 'http://s', reachable: true, version: '0.1.0', upstream: 'http://r', settings: {}, ready: false, readyDetail: 'GET /readyz answered 503' } }, ['regshim']],
   ])('%s: an error with a fix, exit 1', (_what, change, checks) => {
     const report = doctorFacts({ ...healthy, ...change });
@@ -91,7 +115,7 @@ describe('doctorFacts', () => {
   });
 
   it('leftovers are warnings: regshim still works, exit 0', () => {
-    const report = doctorFacts({ ...healthy, probes: { ...accepted('regshim-manifest'), leftovers: [{ what: 'blob sha256:x', status: 405, refusal: { code: 'UNSUPPORTED', message: 'The operation is unsupported.' } }] } });
+    const report = doctorFacts({ ...healthy, probes: { ...accepted(['regshim-buildkit']), leftovers: [{ what: 'blob sha256:x', status: 405, refusal: { code: 'UNSUPPORTED', message: 'The operation is unsupported.' } }] } });
     expect(report.findings).toEqual([expect.objectContaining({ check: 'cleanup', severity: 'warning', message: expect.stringMatching(/405 UNSUPPORTED/) })]);
     expect(isWorkable(report)).toBe(true);
   });

@@ -42,14 +42,14 @@ describe('recognise: which cache form a body is', () => {
   it.each([
     ['index.json', 'index'],
     ['dlist.json', 'docker-list'],
-    ['imgmanifest.json', 'image-manifest'],
+    ['imgmanifest.json', 'buildkit-image-manifest'],
   ])('%s is %s', (file, form) => {
     expect(recognise(fixture(file))?.form.id).toBe(form);
   });
 
   it("regshim's stored manifest is its own form, names the index it restores, and its layers exclude the index layer", () => {
     const found = recognise(converted(fixture('index.json')));
-    expect(found?.form.id).toBe('regshim-manifest');
+    expect(found?.form.id).toBe('regshim-buildkit');
     expect(found?.reading.layers).toHaveLength(2);
     expect(found?.reading.restores?.indexSize).toBe(fixture('index.json').length);
   });
