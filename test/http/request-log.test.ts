@@ -42,6 +42,17 @@ describe('request lines: the action and the path', () => {
     expect(await lineOf(shim, want.reqId as string)).toMatchObject(want);
   });
 
+  it("BuildKit's image manifest, given as the index made from it to a client that names the OCI index: made", async () => {
+    const img = await fixtureCache('imgmanifest');
+    await pushBlobs(shim.url, 'log/img', img.blobs.values());
+    expect((await putManifest(shim.url, 'log/img', 'cache', img.bytes, img.mediaType, { 'x-request-id': 'img-put' })).status).toBe(201);
+    expect(await lineOf(shim, 'img-put')).toMatchObject({ action: 'made', status: 201 });
+    const res = await fetch(`${shim.url}/v2/log/img/manifests/cache`, { headers: { accept: OCI_INDEX, 'x-request-id': 'img-get' } });
+    expect(res.headers.get('content-type')).toBe(OCI_INDEX);
+    await res.arrayBuffer();
+    expect(await lineOf(shim, 'img-get')).toMatchObject({ action: 'made', status: 200 });
+  });
+
   it('no request line holds the query', () => {
     expect(JSON.stringify(shim.logs)).not.toContain('secret-state');
   });
