@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { type AuthConfig, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
-import { CACHE_FORM_MODES, type CacheFormMode } from './cache/form-choice.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
+import { CACHE_FORM_MODES, type CacheFormMode } from './cache/form-choice.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

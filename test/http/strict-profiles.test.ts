@@ -6,6 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { probeForms } from '../../src/cache/probe-cache.js';
+import type { StoredForm } from '../../src/cache/stored-forms.js';
+import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
 import { pushBlob, pushBlobs, putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type FixtureCache, fixtureCache, fixturesDir } from '../support/oci-archive.js';
@@ -97,5 +100,23 @@ describe('gcr profile (the default)', () => {
     const res = await putManifest(gates.gcr.url, 'p/app', 'gcr-index', index.bytes, OCI_INDEX);
     expect(errorOf(res.bytes).message).toBe('Failed to parse manifest: Image index child manifest not supported: application/vnd.oci.image.layer.v1.tar+gzip.');
     expect((await putManifest(gates.gcr.url, 'p/app', 'gcr-img', imgmanifest.bytes, OCI_MANIFEST)).status).toBe(201);
+  });
+});
+
+describe('which stored forms each profile accepts (the README table), with the probe cache', () => {
+  const expected: Record<GateProfile, Record<StoredForm, number>> = {
+    gcr: { 'buildkit-image-manifest': 201, 'regshim-buildkit': 201, 'regshim-image': 201 },
+    quay: { 'buildkit-image-manifest': 400, 'regshim-buildkit': 400, 'regshim-image': 201 },
+    gitlab: { 'buildkit-image-manifest': 201, 'regshim-buildkit': 400, 'regshim-image': 201 },
+  };
+  it.each(['gcr', 'quay', 'gitlab'] as const)('%s', async (profile) => {
+    const forms = probeForms(DEFAULT_INDEX_LAYER_MEDIA_TYPE);
+    const got: Record<string, number> = {};
+    for (const [form, built] of Object.entries(forms)) {
+      const repo = `probe/${profile}-${form}`;
+      for (const blob of built.blobs) await pushBlob(registry.url, repo, blob.bytes);
+      got[form] = (await putManifest(gates[profile].url, repo, 'probe', built.bytes, OCI_MANIFEST)).status;
+    }
+    expect(got).toEqual(expected[profile]);
   });
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/cache/convert.js';
 import { mediaTypeRefusal } from '../../src/cache/form-choice.js';
+import { probeCache, probeForms } from '../../src/cache/probe-cache.js';
 import { type StoredForm, buildStoredForm, manifestsKeeping, storedFormOf } from '../../src/cache/stored-forms.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
 import { fixturesDir } from '../support/oci-archive.js';
@@ -107,5 +108,20 @@ describe('mediaTypeRefusal: when --cache-form auto sends a PUT again in the imag
     ['a 500', 500, body([{ code: 'UNKNOWN', message: 'unknown media type' }])],
   ])('%s: no', (_what, status, text) => {
     expect(mediaTypeRefusal(status, text, sent)).toBeUndefined();
+  });
+});
+
+describe('probeForms: every stored form of a tiny cache, for probing a registry', () => {
+  it('each form is what storedFormOf recognises, and names only blobs it uploads', () => {
+    const forms = probeForms(DEFAULT_INDEX_LAYER_MEDIA_TYPE);
+    const { index: pushed } = probeCache();
+    for (const [form, built] of Object.entries(forms)) {
+      expect(storedFormOf(built.bytes).form).toBe(form);
+      const doc = JSON.parse(built.bytes.toString()) as { config: { digest: string }; layers: { digest: string }[] };
+      const uploaded = new Set(built.blobs.map((b) => b.digest));
+      for (const d of [doc.config, ...doc.layers]) expect(uploaded.has(d.digest), `${form} ${d.digest}`).toBe(true);
+      for (const b of built.blobs) expect(sha256(b.bytes)).toBe(b.digest);
+    }
+    expect(storedFormOf(forms['regshim-image'].bytes)).toMatchObject({ pushed: { digest: sha256(pushed) } });
   });
 });
