@@ -109,9 +109,21 @@ function readManifest(body: Buffer, configType: string): { config: Descriptor; l
   return { config: doc.config as Descriptor, layers: doc.layers as Descriptor[] };
 }
 
-/** A stored form of regshim's, as stored-forms.ts tells them apart. */
-function isStored(body: Buffer, form: StoredForm): boolean {
-  return storedFormOf(body).form === form;
+/**
+ * One of regshim's stored forms (as stored-forms.ts tells them apart), with the config type
+ * it writes; `cacheOf` finds the cache's cacheconfig and layers among its descriptors.
+ */
+function readRegshimForm(
+  body: Buffer,
+  form: StoredForm,
+  configType: string,
+  cacheOf: (doc: { config: Descriptor; layers: Descriptor[] }, restores: IndexReference) => { config: Descriptor; layers: Descriptor[] } | undefined,
+): FormReading | undefined {
+  const restores = readConvertedManifest(body);
+  const doc = restores && storedFormOf(body).form === form ? readManifest(body, configType) : undefined;
+  const cache = doc && restores ? cacheOf(doc, restores) : undefined;
+  if (!doc || !restores || !cache) return undefined;
+  return { mediaType: OCI_MANIFEST, ...cache, blobs: [doc.config, ...doc.layers].map((d) => d.digest), manifestLayers: doc.layers.length, restores };
 }
 
 function probeOf(form: StoredForm) {
@@ -125,13 +137,7 @@ function probeOf(form: StoredForm) {
 defineForm({
   id: 'regshim-buildkit',
   label: "regshim's BuildKit form (BuildKit's image manifest, the pushed bytes kept as its last layer)",
-  read(body) {
-    const restores = readConvertedManifest(body);
-    const doc = restores && isStored(body, 'regshim-buildkit') ? readManifest(body, BUILDKIT_CACHE_CONFIG) : undefined;
-    if (!restores || !doc) return undefined;
-    const blobs = [doc.config, ...doc.layers].map((d) => d.digest);
-    return { mediaType: OCI_MANIFEST, config: doc.config, layers: doc.layers.filter((l) => l.digest !== restores.indexDigest), blobs, manifestLayers: doc.layers.length, restores };
-  },
+  read: (body) => readRegshimForm(body, 'regshim-buildkit', BUILDKIT_CACHE_CONFIG, (doc, restores) => ({ config: doc.config, layers: doc.layers.filter((l) => l.digest !== restores.indexDigest) })),
   importedBy: NEW_BUILDKIT,
   strictRegistriesStore: true,
   allowListRegistriesStore: false,
@@ -142,15 +148,8 @@ defineForm({
 defineForm({
   id: 'regshim-image',
   label: "regshim's image form (an OCI image: the cache's layers, its cacheconfig and the pushed bytes)",
-  read(body) {
-    const restores = readConvertedManifest(body);
-    const doc = restores && isStored(body, 'regshim-image') ? readManifest(body, OCI_IMAGE_CONFIG) : undefined;
-    if (!restores || !doc || doc.layers.length < 2) return undefined;
-    // Layers: the cache's, then the cacheconfig, then the pushed bytes (image-form.ts).
-    const config = doc.layers[doc.layers.length - 2] as Descriptor;
-    const blobs = [doc.config, ...doc.layers].map((d) => d.digest);
-    return { mediaType: OCI_MANIFEST, config, layers: doc.layers.slice(0, -2), blobs, manifestLayers: doc.layers.length, restores };
-  },
+  // Layers: the cache's, then the cacheconfig, then the pushed bytes (image-form.ts).
+  read: (body) => readRegshimForm(body, 'regshim-image', OCI_IMAGE_CONFIG, (doc) => (doc.layers.length < 2 ? undefined : { config: doc.layers.at(-2) as Descriptor, layers: doc.layers.slice(0, -2) })),
   importedBy: [],
   strictRegistriesStore: true,
   allowListRegistriesStore: true,

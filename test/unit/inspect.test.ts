@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { toImageManifest } from '../../src/cache/convert.js';
+import { buildStoredForm } from '../../src/cache/stored-forms.js';
 import { classifyManifest } from '../../src/cache/detect.js';
 import { goDescriptor, goMarshal } from '../../src/cache/go-json.js';
 import { type InspectInput, inspectFacts, isHealthy } from '../../src/inspect/facts.js';
@@ -52,6 +53,19 @@ describe('recognise: which cache form a body is', () => {
     expect(found?.form.id).toBe('regshim-buildkit');
     expect(found?.reading.layers).toHaveLength(2);
     expect(found?.reading.restores?.indexSize).toBe(fixture('index.json').length);
+  });
+
+  it("regshim's image form: the cache's layers and cacheconfig found among its standard-typed layers", () => {
+    const index = fixture('index.json');
+    const built = buildStoredForm('regshim-image', index, { indexLayerMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE });
+    const found = recognise(built!.bytes);
+    expect(found?.form.id).toBe('regshim-image');
+    expect(found?.reading.layers.map((l) => l.digest)).toEqual(['sha256:75b50b3c772e1cc802c22f7032778603210487f806bbb1d19418e273873e1bbe', 'sha256:208748a8004ff08ad3f94e6ab65466a6a132912734b89cd8c9e5676226e76c1a']);
+    expect(found?.reading.config.digest).toBe('sha256:d8e9a41d19ace8caf0af981f13cfcec9ae80d197163bfd0726b7ca75b764bffb');
+    // The image config, two layers, the cacheconfig and the pushed bytes: five blobs, four layers.
+    expect(found?.reading.blobs).toHaveLength(5);
+    expect(found?.reading.manifestLayers).toBe(4);
+    expect(found?.reading.restores?.indexSize).toBe(index.length);
   });
 
   it('an image, or what is not JSON, is no cache', () => {
