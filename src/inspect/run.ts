@@ -24,7 +24,10 @@ export async function runInspect(config: Config, ref: CacheReference, opts: Insp
   } catch (err) {
     if (!(err instanceof InspectError || err instanceof OciError)) throw err;
     const reference = `${ref.name}:${ref.reference}`;
-    out.write(out.json ? jsonText({ schema: INSPECT_SCHEMA, ok: false, reference, error: err.message }) : `${reference}: ${err.message}\n`);
+    // The network's reason (ECONNREFUSED, ENOTFOUND) is in the error's detail.
+    const cause = err instanceof OciError ? (err.detail as { cause?: unknown } | undefined)?.cause : undefined;
+    const error = typeof cause === 'string' ? `${err.message} (${cause})` : err.message;
+    out.write(out.json ? jsonText({ schema: INSPECT_SCHEMA, ok: false, reference, error }) : `${reference}: ${error}\n`);
     return 1;
   } finally {
     await connection.close();

@@ -139,6 +139,12 @@ describe('regshim inspect against distribution 2.8', () => {
     expect(parse(r.stdout)).toMatchObject({ ok: false, reference: 'insp/app:nope', error: expect.stringMatching(/answered 404 MANIFEST_UNKNOWN: manifest unknown/) });
   });
 
+  it('a registry that is not there: exit 1, the network’s reason named', async () => {
+    const r = await regshimCli(['inspect', '127.0.0.1:9/insp/app:cache']);
+    expect(r.code).toBe(1);
+    expect(parse(r.stdout).error).toBe('the upstream registry http://127.0.0.1:9 cannot be reached (ECONNREFUSED)');
+  });
+
   it.each([
     [['inspect', 'not a reference'], /is not a cache reference/],
     [['inspect', 'localhost:5000/app:cache', '--blob-concurrency', '0'], /--blob-concurrency "0" must be a positive whole number/],
