@@ -11,6 +11,7 @@ import { type AuthedUpstream, type UpstreamAuthKind, startAuthedUpstream } from 
 import { pushBlobs, putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { regshimCli } from '../support/cli.js';
+import { startCountingProxy } from '../support/counting-proxy.js';
 import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { startShimProcess } from '../support/regshim.js';
@@ -116,6 +117,15 @@ describe('regshim inspect against distribution 2.8', () => {
     const r = await regshimCli(['inspect', '--check-blobs', `${registry.host}/insp/app:cache`]);
     expect(r.code, r.stderr).toBe(0);
     expect(parse(r.stdout).blobs).toEqual({ checked: 4, missing: [], unchecked: [], records: { records: 4, losingLayers: 0 } });
+  });
+
+  it('--check-blobs keeps to --blob-concurrency: one HEAD a blob, never more requests at once', async () => {
+    const wire = await cleanup.track(startCountingProxy(registry.url));
+    const r = await regshimCli(['inspect', '--check-blobs', '--blob-concurrency', '2', `${new URL(wire.url).host}/insp/app:cache`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(wire.requests.filter((q) => q.method === 'HEAD').length).toBe(4);
+    // At most two at once (both at once is usual, not certain on a busy machine).
+    expect(wire.inFlight.peak).toBeLessThanOrEqual(2);
   });
 
   it('--check-blobs on a cache whose layer was deleted: the missing digest named, the records that lose it counted, exit 1', async () => {
