@@ -48,18 +48,18 @@ stop_system_nginx() {
 }
 
 missing=()
-for c in docker-registry containerd ctr skopeo nginx openssl runc docker-credential-ecr-login; do
+for c in docker-registry containerd ctr skopeo nginx openssl runc docker-credential-ecr-login tmux; do
   # /usr/sbin is not on every user's PATH, and nginx lives there.
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("$c")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_update_once
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper >/dev/null
-  echo "installed docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper (missing: ${missing[*]})"
+    docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper tmux >/dev/null
+  echo "installed docker-registry containerd skopeo nginx-light openssl runc amazon-ecr-credential-helper tmux (missing: ${missing[*]})"
   stop_system_nginx
 else
-  echo "docker-registry, containerd, ctr, skopeo, nginx, openssl, runc, docker-credential-ecr-login already present"
+  echo "docker-registry, containerd, ctr, skopeo, nginx, openssl, runc, docker-credential-ecr-login, tmux already present"
 fi
 
 if [ -x "$cache/docker.io/usr/sbin/dockerd" ]; then

@@ -5,6 +5,9 @@ import { CACHE_FORM_MODES, type CacheFormMode } from './cache/form-choice.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** JSON lines for tools, or one readable line per request for a person (pino-pretty). */
+export type LogFormat = 'json' | 'pretty';
+const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
 
 export interface Config extends AuthConfig {
   /** The registry regshim fronts, origin only (http: or https:). */
@@ -18,6 +21,7 @@ export interface Config extends AuthConfig {
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
   /** Bound of the digest map, in bytes of index and bookkeeping. */
   readonly cacheMaxBytes: number;
   /** Largest manifest body regshim reads into memory; larger PUTs get 413. */
@@ -62,6 +66,7 @@ export interface RawConfig extends RawAuthConfig {
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   logLevel?: string | undefined;
+  logFormat?: string | undefined;
   cacheMaxBytes?: string | undefined;
   maxManifestBytes?: string | undefined;
   indexMediaType?: string | undefined;
@@ -82,6 +87,8 @@ export interface RawConfig extends RawAuthConfig {
 export const DEFAULTS = {
   listen: '127.0.0.1:5000',
   logLevel: 'info' as LogLevel,
+  /** The CLI picks pretty when stdout is a terminal; everything else gets JSON. */
+  logFormat: 'json' as LogFormat,
   cacheMaxBytes: 64 * 1024 * 1024,
   maxManifestBytes: 4 * 1024 * 1024,
   indexMediaType: DEFAULT_INDEX_LAYER_MEDIA_TYPE,
@@ -123,6 +130,10 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`--log-level ${JSON.stringify(raw.logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   }
+  const logFormat = (raw.logFormat ?? DEFAULTS.logFormat) as LogFormat;
+  if (!LOG_FORMATS.includes(logFormat)) {
+    throw new ConfigError(`--log-format ${JSON.stringify(raw.logFormat)} is not one of ${LOG_FORMATS.join(', ')}`);
+  }
   if ((raw.tlsCert === undefined) !== (raw.tlsKey === undefined)) {
     throw new ConfigError('--tls-cert and --tls-key go together: give both files, or neither for plain http');
   }
@@ -138,6 +149,7 @@ export function parseConfig(raw: RawConfig, files: { read(path: string): string 
     tlsCert: readFile(files, '--tls-cert', raw.tlsCert),
     tlsKey: readFile(files, '--tls-key', raw.tlsKey),
     logLevel,
+    logFormat,
     cacheMaxBytes: parseBytes('--cache-max-bytes', raw.cacheMaxBytes, DEFAULTS.cacheMaxBytes),
     maxManifestBytes: parseBytes('--max-manifest-bytes', raw.maxManifestBytes, DEFAULTS.maxManifestBytes),
     indexMediaType,
@@ -182,7 +194,7 @@ function parseLoginLimits(raw: RawConfig): LoginLimits {
   };
 }
 
-function parseCount(flag: string, value: string | undefined, fallback: number): number {
+export function parseCount(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n) || n < 1) {

@@ -17,11 +17,12 @@ import { createManifestAdmission } from './intake/admission.js';
 import { createFrontDoor, isFramingSupported } from './intake/front-door.js';
 import { memoryBudget } from './memory-budget.js';
 import { isRegistryApi, parseTarget } from './intake/target.js';
-import { trackRequest } from './observability/access-log.js';
+import { markAction, trackRequest } from './observability/access-log.js';
 import { type Logger, createLogger, requestLogger } from './observability/log.js';
+import { infoOf } from './observability/info.js';
 import { createMetrics } from './observability/metrics.js';
 import { createPassthrough, refuseBodyOnDelete } from './passthrough/proxy.js';
-import { UpstreamAuth } from './registry/auth/upstream-auth.js';
+import { upstreamAuthFor } from './registry/auth/upstream-auth.js';
 import { OciError, sendOciError } from './registry/errors.js';
 import { type Route, parseRoute } from './registry/routes.js';
 import { Upstream } from './registry/upstream.js';
@@ -42,11 +43,13 @@ export interface ServerOptions {
   logDestination?: { write(line: string): void };
   /** How long close() lets requests in flight (a layer upload, say) finish before cutting them. */
   shutdownGraceMs?: number;
+  /** The version /info reports (the CLI's, from package.json). */
+  version?: string;
   /** In a worker process: /metrics answers for every worker (src/workers.ts). */
   clusterMetrics?: { attach(registry: Registry): void; collect(): Promise<string> };
 }
 
-const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/info']);
 const OTHER: Route = { kind: 'other' };
 
 export function createServer(config: Config, options: ServerOptions = {}): RegShim {
@@ -55,17 +58,7 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
   const metrics = createMetrics();
   metrics.memoryBudget.set(memoryBudget(config).total);
   options.clusterMetrics?.attach(metrics.registry);
-  const auth = config.upstreamCredentials
-    ? new UpstreamAuth({
-        upstream: config.upstream,
-        spec: config.upstreamCredentials,
-        upstreamCa: config.upstreamCa,
-        timeoutMs: config.upstreamTimeoutMs,
-        helperTimeoutMs: config.credentialHelperTimeoutMs,
-        log,
-        metrics,
-      })
-    : undefined;
+  const auth = upstreamAuthFor(config, log, metrics);
   const gate = createGate(config.access, metrics, log);
   const upstream = new Upstream(config, auth);
   const passthrough = createPassthrough(config, log, metrics, auth);
@@ -100,6 +93,10 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (ready) res.json({ status: 'ready' });
     else sendOciError(res, new OciError('UNAVAILABLE', `the upstream registry ${config.upstream.origin} is not answering /v2/`));
   });
+  const info = infoOf(config, options.version ?? 'unknown');
+  app.get('/info', (_req, res) => {
+    res.json(info);
+  });
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await (options.clusterMetrics?.collect() ?? metrics.registry.metrics()));
   });
@@ -128,8 +125,11 @@ export function createServer(config: Config, options: ServerOptions = {}): RegSh
     if (!isFramingSupported(req)) {
       return refuse(req, res, new OciError('REQUEST_INVALID', 'Transfer-Encoding must be chunked alone (RFC 9112 section 6.3)'));
     }
-    if (OWN_PATHS.has(pathname)) return proceed(req, res, app);
-    if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics'));
+    if (OWN_PATHS.has(pathname)) {
+      markAction(req, 'answered');
+      return proceed(req, res, app);
+    }
+    if (!isRegistryApi(pathname)) return refuse(req, res, new OciError('NOT_FOUND', 'regshim serves the registry API under /v2/, and /healthz, /readyz, /metrics, /info'));
     if (refuseBodyOnDelete(req, res)) return;
     const q = target.path.indexOf('?');
     const query = q === -1 ? '' : target.path.slice(q + 1);

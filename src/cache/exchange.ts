@@ -2,7 +2,7 @@
 // upstream's own answer (rewritten Locations aside) or with a restored index.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
-import { addUpstreamTime } from '../observability/access-log.js';
+import { addUpstreamTime, markAction } from '../observability/access-log.js';
 import { publicOrigin, rewriteResponseHeaders } from '../passthrough/rewrite.js';
 import { type Headers, type Upstream, type UpstreamRequest, type UpstreamResponse, header, ownCallHeaders, resolveLocation } from '../registry/upstream.js';
 
@@ -54,7 +54,9 @@ export function createExchange(config: Config, upstream: Upstream) {
     res.end(req.method === 'HEAD' ? undefined : up.body);
   }
 
-  function sendIndex(req: IncomingMessage, res: ServerResponse, index: { digest: string; mediaType: string; size: number; bytes?: Buffer }): void {
+  /** An index regshim gives back: the bytes a client pushed (restored), or one made from BuildKit's manifest. */
+  function sendIndex(req: IncomingMessage, res: ServerResponse, index: { digest: string; mediaType: string; size: number; bytes?: Buffer }, action: 'restored' | 'made' = 'restored'): void {
+    markAction(req, action);
     res.writeHead(200, {
       'content-type': index.mediaType,
       'content-length': String(index.size),

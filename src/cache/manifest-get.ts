@@ -59,7 +59,7 @@ export function createGetHandler(ctx: CacheContext) {
       if (madeFromKept) map.remember(index);
       await lookup.storeMadeIndex(req, res, name, index);
       logRestore(req, name, tag, index);
-      return sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+      return sendIndex(req, res, { digest: index.indexDigest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes }, 'made');
     }
     if (method === 'HEAD') {
       // An index that cannot be rebuilt exists only as long as its blob does.
@@ -96,9 +96,10 @@ export function createGetHandler(ctx: CacheContext) {
       if (check.value.status !== 200 && check.value.status !== 404) return sendUpstream(req, res, check.value);
       if (check.value.status === 200 && loaded.status === 'fulfilled') {
         const index = loaded.value;
-        if (method === 'HEAD' || index === undefined) return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize });
+        const action = isMade(pointer.source) ? 'made' : 'restored';
+        if (method === 'HEAD' || index === undefined) return sendIndex(req, res, { digest, mediaType: pointer.ref.indexMediaType, size: pointer.ref.indexSize }, action);
         logRestore(req, name, digest, index);
-        return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes });
+        return sendIndex(req, res, { digest, mediaType: index.mediaType, size: index.bytes.length, bytes: index.bytes }, action);
       }
       if (loaded.status === 'rejected' && !isGone(loaded.reason)) throw loaded.reason;
       // The manifest or the index blob is gone: answer exactly as a replica that never knew
@@ -112,7 +113,7 @@ export function createGetHandler(ctx: CacheContext) {
     const found = await lookup.findByIndexDigest(req, res, name, digest);
     if (!found) return sendUpstream(req, res, up);
     logRestore(req, name, digest, found);
-    sendIndex(req, res, { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes });
+    sendIndex(req, res, { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes }, isMade(found.source) ? 'made' : 'restored');
   }
 
   async function manifestBytes(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<Buffer> {

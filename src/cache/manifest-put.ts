@@ -6,10 +6,11 @@
 // For BuildKit's image manifest, the index made from it is stored as a blob first. Other
 // manifests pass unchanged.
 import type { Request, Response } from 'express';
-import { contextOf } from '../observability/access-log.js';
+import { contextOf, markAction } from '../observability/access-log.js';
 import { OciError } from '../registry/errors.js';
 import { BUILDKIT_CACHE_CONFIG, OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest } from '../registry/routes.js';
+import { upstreamRefusalOf } from '../registry/upstream-refusal.js';
 import { type UpstreamResponse, forwardedRequestHeaders, header } from '../registry/upstream.js';
 import { algorithmOf, digestWith, importLimitProblems, isRebuildable, registryLimitProblems, toImageManifest } from './convert.js';
 import type { Config } from '../config.js';
@@ -140,12 +141,19 @@ export function createPutHandler(ctx: CacheContext) {
       write = prepareImageForm(body, reference, config);
       up = await writeForm(req, res, name, reference, write, { ...logFields, manifestDigest: write.manifestDigest });
     }
-    if (!isStored(up)) return sendUpstream(req, res, up);
+    if (!isStored(up)) {
+      markAction(req, 'refused');
+      return sendUpstream(req, res, up);
+    }
     // In the image form the manifest stands for the pushed bytes; the made index points at it too.
     if (made) map.remember(write.asPushed ? made : { ...made, source: 'made-from-stored', manifestDigest: write.manifestDigest });
-    if (write.asPushed) return sendUpstream(req, res, up);
+    if (write.asPushed) {
+      if (made) markAction(req, 'made');
+      return sendUpstream(req, res, up);
+    }
     map.remember({ kind: 'index', source: 'stored', indexDigest: digest, manifestDigest: write.manifestDigest, mediaType: push.mediaType, bytes: body, descriptors: push.descriptors, rebuildable: write.rebuildable });
     metrics.conversions.inc({ direction: 'in' });
+    markAction(req, 'converted');
     log.info({ ...logFields, manifestDigest: write.manifestDigest, form: write.form, direction: 'in' }, 'cache index converted');
     // 201, never 202 (containerd fails on it), with the digest the client computed itself.
     res.writeHead(201, {
@@ -162,7 +170,7 @@ export function createPutHandler(ctx: CacheContext) {
     for (const blob of write.blobs) {
       const refused = await storeBlob(req, res, name, blob.digest, blob.bytes);
       if (refused) {
-        log.warn({ ...logFields, blob: blob.digest, status: refused.status }, 'upstream refused a blob of the cache; nothing was converted');
+        log.warn({ ...logFields, blob: blob.digest, status: refused.status, ...refusalFields(refused) }, 'upstream refused a blob of the cache; nothing was converted');
         return refused;
       }
     }
@@ -177,7 +185,7 @@ export function createPutHandler(ctx: CacheContext) {
     if (!isStored(up)) {
       // Blobs uploaded stay: no manifest references them, so the registry's garbage collection
       // removes them, and deleting them here could break a concurrent push of the same cache.
-      log.warn({ ...logFields, form: write.form, status: up.status, limits: write.limitProblems }, 'upstream refused the converted manifest');
+      log.warn({ ...logFields, form: write.form, status: up.status, ...refusalFields(up), limits: write.limitProblems }, 'upstream refused the converted manifest');
       return up;
     }
     const storedAs = header(up.headers, 'docker-content-digest');
@@ -199,4 +207,10 @@ export function createPutHandler(ctx: CacheContext) {
 
 function isStored(up: UpstreamResponse): boolean {
   return up.status === 200 || up.status === 201 || up.status === 204;
+}
+
+/** The registry's own code and message for a refusal, as log fields (none when its body says nothing). */
+function refusalFields(up: UpstreamResponse): { upstreamCode?: string; upstreamMessage?: string } {
+  const refusal = upstreamRefusalOf(up.body);
+  return refusal ? { upstreamCode: refusal.code, upstreamMessage: refusal.message } : {};
 }

@@ -4,12 +4,14 @@
 // reads it: so the rest of the body is read and dropped for a moment after the answer, as
 // nginx's lingering close does.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { markAction } from '../observability/access-log.js';
 import { type OciError, sendOciError } from '../registry/errors.js';
 
 const LINGER_MS = 2_000;
 
 /** Sends `err`; when the body is not all read, closes the connection after a short linger. */
 export function answerAndClose(req: IncomingMessage, res: ServerResponse, err: OciError, headers: Record<string, string> = {}): void {
+  markAction(req, 'refused');
   if (req.complete) {
     sendOciError(res, err, req.method, headers);
     return;

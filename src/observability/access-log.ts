@@ -4,18 +4,31 @@ import type { Route } from '../registry/routes.js';
 import { type Logger, loggablePath } from './log.js';
 import type { Metrics } from './metrics.js';
 
+/**
+ * What regshim did with a request, for its log line. Unset means passed through: the blob
+ * and upload paths never touch it.
+ */
+export type RequestAction = 'converted' | 'restored' | 'made' | 'passed-through' | 'refused' | 'answered';
+
 /** What one request's log line needs, filled in by whoever handles it. */
 export interface RequestContext {
   readonly id: string;
   readonly route: Route;
   /** Time to the upstream's response headers, summed over regshim's upstream calls. */
   upstreamMs: number | undefined;
+  action: RequestAction | undefined;
 }
 
 const contexts = new WeakMap<IncomingMessage, RequestContext>();
 
 export function contextOf(req: IncomingMessage): RequestContext | undefined {
   return contexts.get(req);
+}
+
+/** Marks what regshim did with the request; the last mark wins. */
+export function markAction(req: IncomingMessage, action: RequestAction): void {
+  const ctx = contexts.get(req);
+  if (ctx) ctx.action = action;
 }
 
 export function addUpstreamTime(req: IncomingMessage, ms: number): void {
@@ -41,6 +54,7 @@ export function trackRequest(
     id: typeof incomingId === 'string' && /^[\w.:-]{1,128}$/.test(incomingId) ? incomingId : randomUUID(),
     route,
     upstreamMs: undefined,
+    action: undefined,
   };
   contexts.set(req, ctx);
   res.setHeader('x-request-id', ctx.id);
@@ -53,6 +67,7 @@ export function trackRequest(
       {
         reqId: ctx.id,
         method: req.method,
+        path: loggablePath(req.url),
         repo: 'name' in route ? route.name : undefined,
         ref: refOf(route, req.url),
         status,
@@ -60,6 +75,7 @@ export function trackRequest(
         bytesOut: socket.bytesWritten - writtenBefore,
         durationMs: Math.round(seconds * 1e4) / 10,
         upstreamMs: ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 10) / 10,
+        action: ctx.action ?? 'passed-through',
       },
       'request',
     );

@@ -1,17 +1,17 @@
 // The built CLI, run the way users run it (`npm run build` comes first in `npm test`).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { toImageManifest } from '../../src/cache/convert.js';
 import { classifyManifest } from '../../src/cache/detect.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
-import { pushBlobs, putManifest } from '../support/blobs.js';
+import { putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
-import { fixtureCache, fixturesDir } from '../support/oci-archive.js';
+import { fixturesDir } from '../support/oci-archive.js';
 import http from 'node:http';
 import { startCountingProxy } from '../support/counting-proxy.js';
 import { freePort, runCommand, startProcess, waitFor } from '../support/processes.js';
-import { type Registry, startRegistry } from '../support/registry.js';
+import { startRegistry } from '../support/registry.js';
 import { startShimProcess } from '../support/regshim.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'regshim.js');
@@ -156,12 +156,7 @@ describe('flags, environment and signals', () => {
   });
 });
 
-describe('regshim convert and inspect', () => {
-  let registry: Registry;
-  beforeAll(async () => {
-    registry = await cleanup.track(startRegistry());
-  });
-
+describe('regshim convert (inspect: inspect.test.ts)', () => {
   it('convert prints the manifest regshim stores for an index file', async () => {
     const file = join(fixturesDir(), 'index.json');
     const r = await regshim(['convert', file]);
@@ -176,19 +171,5 @@ describe('regshim convert and inspect', () => {
     const r = await regshim(['convert', join(fixturesDir(), 'imgmanifest.json')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/is not a BuildKit cache index/);
-  });
-
-  it('inspect shows both forms, from the registry directly and through regshim', async () => {
-    const cache = await fixtureCache('index');
-    await pushBlobs(registry.url, 'cli/app', cache.blobs.values());
-    const shim = await cleanup.track(startShimProcess(registry.url));
-    expect((await putManifest(shim.url, 'cli/app', 'cache', cache.bytes, cache.mediaType)).status).toBe(201);
-    for (const [base, source] of [[registry.url, 'converted manifest (upstream)'], [shim.url, 'cache index']] as const) {
-      const r = await regshim(['inspect', `${base}/v2/cli/app/manifests/cache`]);
-      expect(r.code, r.stderr).toBe(0);
-      const out = JSON.parse(r.stdout) as { source: string; index: { digest: string; size: number }; manifest: { digest: string } };
-      expect(out.source).toBe(source);
-      expect(out.index).toMatchObject({ digest: cache.digest, size: cache.bytes.length });
-    }
   });
 });

@@ -20,6 +20,8 @@ export interface CountingProxy {
   connections(): number;
   /** The same, and how many are open now and at most (reset `peak` to measure a span). */
   sockets: { opened: number; open: number; peak: number };
+  /** Requests being answered now, and at most at once. */
+  inFlight: { now: number; peak: number };
   /** The requests recorded since the last reset, as "METHOD path" without the query. */
   take(): string[];
   stop(): Promise<void>;
@@ -29,9 +31,12 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const requests: Recorded[] = [];
   const agent = new http.Agent({ keepAlive: true });
   const targetUrl = new URL(target);
+  const inFlight = { now: 0, peak: 0 };
   const server = http.createServer((req, res) => {
     const recorded: Recorded = { method: req.method ?? '', path: req.url ?? '', status: 0, headers: req.headers };
     requests.push(recorded);
+    inFlight.peak = Math.max(inFlight.peak, ++inFlight.now);
+    res.once('close', () => inFlight.now--);
     const up = http.request(
       { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: req.headers, agent },
       (upRes) => {
@@ -61,6 +66,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     requests,
     connections: () => sockets.opened,
     sockets,
+    inFlight,
     take() {
       const out = requests.slice(mark).map((r) => `${r.method} ${r.path.split('?')[0]}`);
       mark = requests.length;

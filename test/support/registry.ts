@@ -42,6 +42,8 @@ export interface RegistryOptions {
   htpasswdFile?: string;
   /** Token auth: tokens from this realm, signed by the certificate in rootCertBundle. */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** Refuse DELETE (distribution's default): 405 UNSUPPORTED. */
+  deleteDisabled?: boolean;
   /** Serve https with this certificate (see tls.ts); the url is then https://. */
   tls?: { certFile: string; keyFile: string; pem: string };
 }
@@ -84,7 +86,7 @@ async function tryStart(dir: string, opts: RegistryOptions, attempt: number): Pr
     config,
     'version: 0.1\n' +
       'log: {level: warn}\n' +
-      `storage:\n  filesystem: {rootdirectory: ${dataDir}}\n  delete: {enabled: true}\n` +
+      `storage:\n  filesystem: {rootdirectory: ${dataDir}}\n  delete: {enabled: ${opts.deleteDisabled ? 'false' : 'true'}}\n` +
       `http:\n  addr: "${host}"\n` +
       (opts.tls ? `  tls: {certificate: ${opts.tls.certFile}, key: ${opts.tls.keyFile}}\n` : '') +
       policy +

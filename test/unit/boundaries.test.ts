@@ -11,6 +11,12 @@ function importsOf(file: string, options: { types: boolean } = { types: true }):
   return [...text.matchAll(pattern)].map((m) => m[1] as string);
 }
 
+/** Imports that load code at run time: `import type` erases to nothing. */
+function runtimeImportsOf(file: string): string[] {
+  const text = readFileSync(join(src, file), 'utf8');
+  return [...text.matchAll(/^\s*import\s(?!type\s)[^;]*?from\s+'([^']+)'/gm)].map((m) => m[1] as string);
+}
+
 function filesUnder(dir: string): string[] {
   return readdirSync(join(src, dir), { recursive: true, encoding: 'utf8' })
     .filter((f) => f.endsWith('.ts'))
@@ -44,6 +50,20 @@ describe('module boundaries', () => {
     }
     for (const file of filesUnder('registry/auth')) {
       expect(importsOf(file).filter((i) => /cache\/|passthrough\/|access\//.test(i)), file).toEqual([]);
+    }
+  });
+
+  it("inspect's and doctor's facts and rendering are pure: no network, no files, no processes", () => {
+    const io = /^(undici|node:(net|tls|http|https|fs|fs\/promises|child_process))$|\/(upstream|client|fetch|gather|probes|run)\.js$/;
+    const pure = ['inspect/facts.ts', 'inspect/forms.ts', 'inspect/records.ts', 'inspect/reference.ts', 'inspect/render.ts', 'doctor/facts.ts', 'doctor/render.ts', 'doctor/small-cache.ts', 'report/text.ts'];
+    for (const file of pure) {
+      expect(runtimeImportsOf(file).filter((i) => io.test(i)), file).toEqual([]);
+    }
+  });
+
+  it('the pretty printer is loaded only when chosen: no module imports it statically', () => {
+    for (const file of filesUnder('.')) {
+      expect(importsOf(file).filter((i) => /pretty/.test(i)), file).toEqual(file === 'observability/pretty.ts' ? ['pino-pretty'] : []);
     }
   });
 

@@ -3,6 +3,7 @@
 // before the first request, so a streamed upload goes out with its token and is never
 // refused half-sent (it could not be replayed).
 import { LRUCache } from 'lru-cache';
+import type { Config } from '../../config.js';
 import { Agent, type Dispatcher, request } from 'undici';
 import type { Logger } from '../../observability/log.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -157,6 +158,21 @@ export class UpstreamAuth {
       }
     }
   }
+}
+
+/** regshim's credentials for the upstream the config names; undefined when none are configured. */
+export function upstreamAuthFor(config: Config, log: Logger, metrics: Metrics): UpstreamAuth | undefined {
+  return config.upstreamCredentials
+    ? new UpstreamAuth({
+        upstream: config.upstream,
+        spec: config.upstreamCredentials,
+        upstreamCa: config.upstreamCa,
+        timeoutMs: config.upstreamTimeoutMs,
+        helperTimeoutMs: config.credentialHelperTimeoutMs,
+        log,
+        metrics,
+      })
+    : undefined;
 }
 
 /** One token cache entry per set of scopes, whatever their order (fetchMethod splits it back). */
