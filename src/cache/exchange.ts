@@ -83,9 +83,9 @@ export function createExchange(config: Config, upstream: Upstream) {
   }
 
   /** Uploads bytes regshim keeps (an index) as a blob of the repository, unless it is there already; undefined once there, else the refusal. */
-  async function storeBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<UpstreamResponse | undefined> {
+  async function storeBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer, looked?: UpstreamResponse): Promise<UpstreamResponse | undefined> {
     const exists = () => call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
-    const head = await exists();
+    const head = looked ?? (await exists());
     if (head.status === 200) return undefined;
     // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
     // client's own manifest PUT would have.

@@ -26,16 +26,15 @@ import type { FormChoice } from './form-choice.js';
 import { type MadeIndex, indexOfBuildkitManifest } from './made-index.js';
 import { manifestsKeeping } from './stored-forms.js';
 
-// How long a made index blob, once seen stored (or refused to a reader), is not looked at
-// again: a registry's garbage collection removes it (no manifest references it), and the
-// next read after that stores it again.
-const MADE_BLOB_RECHECK_MS = 10 * 60_000;
+// How long a made index blob refused to a reader is not tried again: a pull-only fleet
+// would otherwise pay a HEAD, a POST and a warning on every resolve.
+const MADE_BLOB_RETRY_MS = 10 * 60_000;
 
 export type CacheLookup = ReturnType<typeof createLookup>;
 
 export function createLookup(config: Config, exchange: Exchange, map: DigestMap, log: Logger, metrics: Metrics, forms: FormChoice) {
   const { call, clientHeaders, getBlob, storeBlob } = exchange;
-  const madeBlobsSeen = new LRUCache<string, 'stored' | 'refused'>({ max: 10_000, ttl: MADE_BLOB_RECHECK_MS });
+  const madeBlobsRefused = new LRUCache<string, true>({ max: 10_000, ttl: MADE_BLOB_RETRY_MS });
 
   /** What a manifest fetched from the upstream stands for; a made index is remembered with its bytes. */
   function describe(bytes: Buffer, manifestDigest: string): KnownManifest {
@@ -57,18 +56,22 @@ export function createLookup(config: Config, exchange: Exchange, map: DigestMap,
    */
   async function storeMadeIndex(req: IncomingMessage, res: ServerResponse, name: string, index: KnownIndex, on: 'read' | 'push' = 'read'): Promise<void> {
     const key = `${name}@${index.indexDigest}`;
-    const seen = madeBlobsSeen.get(key);
-    if (seen === 'stored' || (seen === 'refused' && on === 'read')) return;
+    if (on === 'read' && madeBlobsRefused.has(key)) return;
     let refusal: string | undefined;
     try {
-      const refused = await storeBlob(req, res, name, index.indexDigest, index.bytes);
+      // Looked at on every read, not remembered: no manifest references the blob, so a
+      // registry's garbage collection removes it, and a replica that never read the tag
+      // finds the manifest by the index digest only through it.
+      const head = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${index.indexDigest}`, headers: clientHeaders(req) });
+      if (head.status === 200) return;
+      const refused = await storeBlob(req, res, name, index.indexDigest, index.bytes, head);
       refusal = refused ? `upstream answered ${refused.status}` : undefined;
     } catch (err) {
       refusal = (err as Error).message;
     }
     metrics.madeIndexBlobs.inc({ result: refusal === undefined ? 'stored' : 'refused' });
-    madeBlobsSeen.set(key, refusal === undefined ? 'stored' : 'refused');
     if (refusal === undefined) return;
+    madeBlobsRefused.set(key, true);
     log.warn(
       { repo: name, indexDigest: index.indexDigest, manifestDigest: index.manifestDigest, refusal },
       'index made from an image-manifest cache not stored as a blob: only replicas that read the tag answer for its digest',

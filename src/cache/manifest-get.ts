@@ -78,10 +78,12 @@ export function createGetHandler(ctx: CacheContext) {
     return cached ?? (await map.fetchIndex(pointer.ref.indexDigest, () => lookup.loadIndex(req, res, name, pointer, { rebuild: true, manifestBytes })));
   }
 
-  async function byDigest(req: IncomingMessage, res: ServerResponse, name: string, digest: string): Promise<void> {
+  async function byDigest(req: IncomingMessage, res: ServerResponse, name: string, digest: string, accepted: string[]): Promise<void> {
     const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
     const pointer = map.manifestOf(digest);
-    if (pointer) {
+    // A client is given only a type it takes, as by tag: one that names the OCI manifest
+    // alone gets BuildKit's image manifest kept in the image form, never an index.
+    if (pointer && accepts(accepted, pointer.ref.indexMediaType)) {
       // The upstream decides whether this client may read the repository and whether the
       // manifest still exists; the blob, whether the index does (lookup.ts): both at once.
       const cached = map.index(digest);
@@ -111,7 +113,7 @@ export function createGetHandler(ctx: CacheContext) {
     // digest) may be an index regshim stored as a blob.
     if (up.status !== 404 && up.status < 500) return sendUpstream(req, res, up);
     const found = await lookup.findByIndexDigest(req, res, name, digest);
-    if (!found) return sendUpstream(req, res, up);
+    if (!found || !accepts(accepted, found.mediaType)) return sendUpstream(req, res, up);
     logRestore(req, name, digest, found);
     sendIndex(req, res, { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes }, isMade(found.source) ? 'made' : 'restored');
   }
@@ -125,11 +127,13 @@ export function createGetHandler(ctx: CacheContext) {
   return async function get(req: Request, res: Response): Promise<void> {
     const { name, reference } = ctx.route(req);
     const accepted = parseAccept(req.headers.accept);
-    // A client that cannot take an index cannot be given one: nothing for regshim to do.
-    if (!accepted.includes(OCI_INDEX) && !accepted.includes(DOCKER_LIST) && !accepted.includes('*/*')) {
+    // A client that takes neither an index nor an OCI manifest cannot be given a cache. One
+    // that takes only the OCI manifest may have pushed BuildKit's image manifest, which the
+    // image form keeps as a blob: it gets those bytes back, not the stored manifest.
+    if (!accepted.includes(OCI_INDEX) && !accepted.includes(DOCKER_LIST) && !accepted.includes(OCI_MANIFEST) && !accepted.includes('*/*')) {
       return ctx.passthrough(req, res);
     }
-    if (isDigest(reference)) return byDigest(req, res, name, reference);
+    if (isDigest(reference)) return byDigest(req, res, name, reference, accepted);
     return byTag(req, res, name, reference, accepted);
   };
 }

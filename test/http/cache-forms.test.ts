@@ -4,7 +4,7 @@
 // (the GitLab container registry's "Supported Media Types"), with an instrumented wire in
 // front of the gate so upstream request counts are exact.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getManifest, pushBlobs, putManifest } from '../support/blobs.js';
+import { getManifest, pushBlobs, putManifest, sha256 } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type CountingProxy, startCountingProxy } from '../support/counting-proxy.js';
 import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
@@ -153,6 +153,11 @@ describe('the quay profile, regshim with default flags (--cache-form auto)', () 
     expect(again.headers.get('docker-content-digest')).toBe(imgmanifest.digest);
     const byDigest = await getManifest(shim.url, 'quay/img', imgmanifest.digest, { accept: PUSHER_ACCEPT });
     expect(byDigest.bytes.equals(imgmanifest.bytes)).toBe(true);
+    // A client that takes the OCI manifest alone gets the bytes pushed too, not the stored image.
+    for (const ref of ['cache', imgmanifest.digest]) {
+      const only = await getManifest(shim.url, 'quay/img', ref, { accept: OCI_MANIFEST });
+      expect([only.status, only.headers.get('docker-content-digest'), sha256(only.bytes)], ref).toEqual([200, imgmanifest.digest, imgmanifest.digest]);
+    }
   });
 });
 

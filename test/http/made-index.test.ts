@@ -68,7 +68,7 @@ describe('a PUT of BuildKit’s image-manifest cache', () => {
 });
 
 describe('reading it back through the regshim that stored it', () => {
-  it('an importer (BuildKit’s resolver Accept) resolving the tag gets the index, in one upstream request', async () => {
+  it('an importer (BuildKit’s resolver Accept) resolving the tag gets the index: the tag, and a look at the made index blob', async () => {
     const head = await getManifest(shim.url, 'made/app', 'cache', { method: 'HEAD' });
     expect([head.status, head.headers.get('content-type'), head.headers.get('docker-content-digest'), head.headers.get('content-length')]).toEqual([
       200,
@@ -76,13 +76,14 @@ describe('reading it back through the regshim that stored it', () => {
       index.digest,
       String(index.bytes.length),
     ]);
-    expect(wire.take()).toEqual(['HEAD /v2/made/app/manifests/cache']);
+    // The blob is looked at on every read: a garbage collection may have removed it.
+    expect(wire.take()).toEqual(['HEAD /v2/made/app/manifests/cache', `HEAD /v2/made/app/blobs/${index.digest}`]);
   });
 
   it('GET by tag and by the index digest give the index BuildKit writes for the same build, byte for byte', async () => {
     const byTag = await getManifest(shim.url, 'made/app', 'cache');
     expect(byTag.bytes.equals(index.bytes)).toBe(true);
-    expect(wire.take()).toEqual(['GET /v2/made/app/manifests/cache']);
+    expect(wire.take()).toEqual(['GET /v2/made/app/manifests/cache', `HEAD /v2/made/app/blobs/${index.digest}`]);
     const byDigest = await getManifest(shim.url, 'made/app', index.digest, { accept: `${OCI_INDEX}, */*` });
     expect([byDigest.status, byDigest.headers.get('docker-content-digest')]).toEqual([200, index.digest]);
     expect(byDigest.bytes.equals(index.bytes)).toBe(true);
@@ -97,6 +98,14 @@ describe('reading it back through the regshim that stored it', () => {
     expect(got.bytes.equals(manifest.bytes)).toBe(true);
   });
 
+  it('the made index by its digest, to a client that takes only the OCI manifest: 404, as the registry answers, warm or cold', async () => {
+    const cold = await cleanup.track(startShim(registry.url));
+    for (const front of [shim, cold]) {
+      const got = await getManifest(front.url, 'made/app', index.digest, { accept: OCI_MANIFEST });
+      expect(got.status).toBe(404);
+    }
+  });
+
   it('the manifest by its own digest is the manifest', async () => {
     const got = await getManifest(shim.url, 'made/app', manifest.digest);
     expect([got.status, got.headers.get('content-type')]).toEqual([200, OCI_MANIFEST]);
@@ -109,7 +118,7 @@ describe('a cache pushed straight to the registry, read by a fresh regshim', () 
     expect((await putManifest(registry.url, 'made/gc', 'cache', manifest.bytes, OCI_MANIFEST)).status).toBe(201);
   });
 
-  it('resolving the tag makes the index and stores it as a blob once; the next resolve is one request', async () => {
+  it('resolving the tag makes the index and stores it as a blob once; the next resolve finds it there', async () => {
     const fresh = await cleanup.track(startShim(wire.url));
     wire.take();
     const head = await getManifest(fresh.url, 'made/gc', 'cache', { method: 'HEAD' });
@@ -123,7 +132,8 @@ describe('a cache pushed straight to the registry, read by a fresh regshim', () 
     ]);
     expect(await metric(fresh, 'stored')).toBe(1);
     await getManifest(fresh.url, 'made/gc', 'cache', { method: 'HEAD' });
-    expect(wire.take()).toEqual(['HEAD /v2/made/gc/manifests/cache']);
+    expect(wire.take()).toEqual(['HEAD /v2/made/gc/manifests/cache', `HEAD /v2/made/gc/blobs/${index.digest}`]);
+    expect(await metric(fresh, 'stored')).toBe(1);
   });
 
   it('after the registry’s garbage collection removed the unreferenced blob, the tag still gives the index and stores the blob again', async () => {
