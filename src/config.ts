@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { type AuthConfig, type LoginLimits, type RawAuthConfig, parseAuthConfig } from './config-auth.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from './registry/media-types.js';
-import { CACHE_FORM_MODES, type CacheFormMode } from './cache/form-choice.js';
+import { CACHE_FORM_MODES, type CacheFormMode } from './cache/forms/form-choice.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -28,7 +28,7 @@ export interface Config extends AuthConfig {
   readonly maxManifestBytes: number;
   /** Media type of the layer that keeps the original index bytes (allow-list it on Quay, GitLab). */
   readonly indexMediaType: string;
-  /** The form caches are stored in upstream: BuildKit's, the image form, or auto (form-choice.ts). */
+  /** The form caches are stored in upstream: BuildKit's, the image form, or auto (cache/forms/form-choice.ts). */
   readonly cacheForm: CacheFormMode;
   /** Serve BuildKit's image-manifest caches as an index to clients that ask for one (BuildKit < 0.12 reads no other form). */
   readonly imageManifestAsIndex: boolean;

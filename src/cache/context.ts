@@ -9,7 +9,7 @@ import { OciError } from '../registry/errors.js';
 import type { Upstream } from '../registry/upstream.js';
 import type { DigestMap } from './digest-map.js';
 import { type Exchange, createExchange } from './exchange.js';
-import { type FormChoice, createFormChoice } from './form-choice.js';
+import { type FormChoice, createFormChoice } from './forms/form-choice.js';
 import { type CacheLookup, createLookup } from './lookup.js';
 
 export interface ManifestDeps {

@@ -12,7 +12,7 @@ const OCI_TO_DOCKER_LAYER: ReadonlyMap<string, string> = new Map([...DOCKER_TO_O
 
 export const INDEX_DIGEST_ANNOTATION = 'dev.regshim.cache.index.digest';
 export const INDEX_MEDIA_TYPE_ANNOTATION = 'dev.regshim.cache.index.mediaType';
-/** Marks regshim's image form (image-form.ts) among image manifests. */
+/** Marks regshim's image form (forms/image-form.ts) among image manifests. */
 export const FORM_ANNOTATION = 'dev.regshim.cache.form';
 export const IMAGE_FORM = 'image';
 

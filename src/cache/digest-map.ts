@@ -8,7 +8,7 @@ import type { IndexReference } from './convert.js';
 /**
  * Where an index comes from: 'stored', pushed by a client and kept upstream (its bytes in a
  * blob, a manifest standing for it); 'made' from BuildKit's own image-manifest cache
- * (made-index.ts), which alone decides whether the index exists; 'made-from-stored' made
+ * (forms/made-index.ts), which alone decides whether the index exists; 'made-from-stored' made
  * likewise from BuildKit's image manifest that a client pushed and regshim keeps in the
  * image form (the manifest stands for that pushed manifest, not for this index).
  */

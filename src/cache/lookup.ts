@@ -7,7 +7,7 @@
 //   manifest only through the blob. So a replica that knows the cache serves it only while
 //   both are there, and otherwise answers as one that never knew it: with the registry's
 //   own answer for that URL (distribution 2.8 serves any blob there; strict registries 404).
-// An index made from BuildKit's image-manifest cache (made-index.ts) follows its manifest
+// An index made from BuildKit's image-manifest cache (forms/made-index.ts) follows its manifest
 // alone; by digest, a replica finds the manifest through the made index's blob when regshim
 // could store one, else only a replica that has read the tag knows it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -22,9 +22,9 @@ import { type IndexReference, digestAs, readConvertedManifest, rebuildIndex, res
 import { classifyManifest } from './detect.js';
 import { type DigestMap, type IndexPointer, type KnownIndex, type KnownManifest, isMade } from './digest-map.js';
 import { type Exchange, UpstreamAnswer } from './exchange.js';
-import type { FormChoice } from './form-choice.js';
-import { type MadeIndex, indexOfBuildkitManifest } from './made-index.js';
-import { manifestsKeeping } from './stored-forms.js';
+import type { FormChoice } from './forms/form-choice.js';
+import { type MadeIndex, indexOfBuildkitManifest } from './forms/made-index.js';
+import { manifestsKeeping } from './forms/stored-forms.js';
 
 // How long a made index blob refused to a reader is not tried again: a pull-only fleet
 // would otherwise pay a HEAD, a POST and a warning on every resolve.
@@ -122,7 +122,7 @@ export function createLookup(config: Config, exchange: Exchange, map: DigestMap,
   /**
    * Finds, from the registry alone, the manifest that stands for a digest regshim answers
    * for: the bytes are a blob in the repository (what a client pushed, or an index regshim
-   * made), and the manifests that may keep them follow from them (stored-forms.ts).
+   * made), and the manifests that may keep them follow from them (forms/stored-forms.ts).
    */
   async function findByIndexDigest(req: IncomingMessage, res: ServerResponse, name: string, indexDigest: string): Promise<KnownIndex | undefined> {
     let blob: UpstreamResponse;

@@ -49,7 +49,7 @@ export function createGetHandler(ctx: CacheContext) {
     }
     const pointer: IndexPointer = { source: known.source, manifestDigest: digest, ref: known.ref, rebuildable: known.rebuildable };
     // BuildKit's image manifest, pushed as it is or kept in the image form: an importer that
-    // names the OCI index gets the index made from it (made-index.ts).
+    // names the OCI index gets the index made from it (forms/made-index.ts).
     const madeFromKept = known.source === 'stored' && known.ref.indexMediaType === OCI_MANIFEST && config.imageManifestAsIndex && accepted.includes(OCI_INDEX);
     if (isMade(known.source) || madeFromKept) {
       const index = madeFromKept

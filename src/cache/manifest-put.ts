@@ -1,6 +1,6 @@
 // PUT of /v2/<name>/manifests/<ref>. A cache is stored in the form chosen for the upstream
-// (form-choice.ts, stored-forms.ts): an index or list becomes regshim's BuildKit form
-// (convert.ts) or the image form (image-form.ts), after its exact bytes are stored as a
+// (forms/form-choice.ts, forms/stored-forms.ts): an index or list becomes regshim's BuildKit form
+// (convert.ts) or the image form (forms/image-form.ts), after its exact bytes are stored as a
 // blob; BuildKit's own image manifest goes as it is, or in the image form. With --cache-form
 // auto, a PUT the upstream refuses for its media types is sent again in the image form.
 // For BuildKit's image manifest, the index made from it is stored as a blob first. Other
@@ -16,10 +16,10 @@ import { algorithmOf, digestWith, importLimitProblems, isRebuildable, registryLi
 import type { Config } from '../config.js';
 import type { CacheContext } from './context.js';
 import type { KnownIndex } from './digest-map.js';
-import type { WrittenForm } from './form-choice.js';
-import { toImageForm } from './image-form.js';
+import type { WrittenForm } from './forms/form-choice.js';
+import { toImageForm } from './forms/image-form.js';
 import { knownMadeIndex } from './lookup.js';
-import { type Pushed, classifyPushed } from './stored-forms.js';
+import { type Pushed, classifyPushed } from './forms/stored-forms.js';
 
 type PushedCache = Extract<Pushed, { kind: 'index' | 'buildkit-manifest' }>;
 
@@ -86,7 +86,7 @@ interface PreparedPush {
   readonly digest: string;
   readonly mediaType: string;
   readonly descriptors: number;
-  /** For BuildKit's image manifest: the index importers get (made-index.ts). */
+  /** For BuildKit's image manifest: the index importers get (forms/made-index.ts). */
   readonly made: KnownIndex | undefined;
   readonly write: PreparedWrite;
 }

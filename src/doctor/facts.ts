@@ -3,7 +3,7 @@
 import { formById, knownForms } from '../inspect/forms.js';
 import type { ChallengeFacts, CredentialFacts, Reach, RegshimFacts, TlsFacts } from './gather.js';
 import type { ProbeResult, ProbeRun } from './probes.js';
-import type { CacheFormMode } from '../cache/form-choice.js';
+import type { CacheFormMode } from '../cache/forms/form-choice.js';
 
 export interface DoctorObservations {
   upstream: string;
@@ -36,7 +36,7 @@ export interface DoctorReport extends DoctorObservations {
 }
 
 /**
- * The form regshim would store caches in, by --cache-form (form-choice.ts): buildkit or
+ * The form regshim would store caches in, by --cache-form (cache/forms/form-choice.ts): buildkit or
  * image, that form if accepted; auto, BuildKit's form, or the image form when the registry
  * refused BuildKit's for its media types (a refusal for any other reason does not switch).
  */

@@ -2,7 +2,7 @@
 // probe, under tags of doctor's own, then removed (manifests by digest, then blobs) where the
 // registry allows DELETE. What the registry refused, and what could not be removed, is kept.
 import { sha256 } from '../cache/convert.js';
-import { mediaTypeRefusal } from '../cache/form-choice.js';
+import { mediaTypeRefusal } from '../cache/forms/form-choice.js';
 import { type CacheForm, type SmallCache, knownForms } from '../inspect/forms.js';
 import { type UpstreamRefusal, upstreamRefusalOf } from '../registry/upstream-refusal.js';
 import { type Upstream, type UpstreamResponse, header, resolveLocation } from '../registry/upstream.js';
@@ -15,7 +15,7 @@ export interface ProbeResult {
   status: number;
   /** The registry's own words when it refused. */
   refusal: UpstreamRefusal | undefined;
-  /** When the refusal is about media types (form-choice.ts): the registry's reason, detail included. */
+  /** When the refusal is about media types (cache/forms/form-choice.ts): the registry's reason, detail included. */
   mediaTypes: string | undefined;
 }
 

@@ -1,7 +1,7 @@
 // Reading a cache from a registry, or through a running regshim, for `regshim inspect`: the
 // stored manifest, the index a client gets back, and (with --check-blobs) which blobs are gone.
 import { rebuildIndex, restoreIndex } from '../cache/convert.js';
-import { indexOfBuildkitManifest } from '../cache/made-index.js';
+import { indexOfBuildkitManifest } from '../cache/forms/made-index.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 import { upstreamRefusalOf } from '../registry/upstream-refusal.js';
 import { type UpstreamRequest, type UpstreamResponse, header } from '../registry/upstream.js';

@@ -2,10 +2,10 @@
 // body, which BuildKit versions import it, which registries store it, and (for doctor's
 // probes) how to build it from a small cache. A new form is one defineForm() call. Which
 // stored form a manifest is, and what a client gets back for it, is the server's own answer
-// (cache/stored-forms.ts); this table adds what a person needs to know about each. Pure.
+// (cache/forms/stored-forms.ts); this table adds what a person needs to know about each. Pure.
 import { type IndexReference, readConvertedManifest } from '../cache/convert.js';
 import { type Descriptor, classifyManifest, isObject } from '../cache/detect.js';
-import { type StoredForm, buildStoredForm, storedFormOf } from '../cache/stored-forms.js';
+import { type StoredForm, buildStoredForm, storedFormOf } from '../cache/forms/stored-forms.js';
 import { BUILDKIT_CACHE_CONFIG, DOCKER_LIST, OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 
 /** BuildKit releases as far as cache import goes: before 0.12 only index forms are read. */
@@ -110,7 +110,7 @@ function readManifest(body: Buffer, configType: string): { config: Descriptor; l
 }
 
 /**
- * One of regshim's stored forms (as stored-forms.ts tells them apart), with the config type
+ * One of regshim's stored forms (as cache/forms/stored-forms.ts tells them apart), with the config type
  * it writes; `cacheOf` finds the cache's cacheconfig and layers among its descriptors.
  */
 function readRegshimForm(
@@ -148,7 +148,7 @@ defineForm({
 defineForm({
   id: 'regshim-image',
   label: "regshim's image form (an OCI image: the cache's layers, its cacheconfig and the pushed bytes)",
-  // Layers: the cache's, then the cacheconfig, then the pushed bytes (image-form.ts).
+  // Layers: the cache's, then the cacheconfig, then the pushed bytes (cache/forms/image-form.ts).
   read: (body) => readRegshimForm(body, 'regshim-image', OCI_IMAGE_CONFIG, (doc) => (doc.layers.length < 2 ? undefined : { config: doc.layers.at(-2) as Descriptor, layers: doc.layers.slice(0, -2) })),
   importedBy: [],
   strictRegistriesStore: true,

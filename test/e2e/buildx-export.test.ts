@@ -3,7 +3,7 @@
 // back. Against the real registry and against the strict-registry simulation in front of it.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { indexOfBuildkitManifest } from '../../src/cache/made-index.js';
+import { indexOfBuildkitManifest } from '../../src/cache/forms/made-index.js';
 import { getManifest, sha256 } from '../support/blobs.js';
 import { ALL_STEPS, OLD_HITS, STEPS, writeBuildContext } from '../support/build-context.js';
 import { cachedStepNames, tiniStatic } from '../support/buildx.js';

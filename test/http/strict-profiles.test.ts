@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { probeForms } from '../../src/cache/probe-cache.js';
-import type { StoredForm } from '../../src/cache/stored-forms.js';
+import { probeForms } from '../../src/cache/forms/probe-cache.js';
+import type { StoredForm } from '../../src/cache/forms/stored-forms.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
 import { pushBlob, pushBlobs, putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';

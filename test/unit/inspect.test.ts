@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { toImageManifest } from '../../src/cache/convert.js';
-import { buildStoredForm } from '../../src/cache/stored-forms.js';
+import { buildStoredForm } from '../../src/cache/forms/stored-forms.js';
 import { classifyManifest } from '../../src/cache/detect.js';
 import { goDescriptor, goMarshal } from '../../src/cache/go-json.js';
 import { type InspectInput, inspectFacts, isHealthy } from '../../src/inspect/facts.js';

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { sha256, toImageManifest } from '../../src/cache/convert.js';
 import { type CacheIndex, classifyManifest } from '../../src/cache/detect.js';
 import { goDescriptor, goMarshal } from '../../src/cache/go-json.js';
-import { buildkitManifestOfIndex, indexOfBuildkitManifest } from '../../src/cache/made-index.js';
+import { buildkitManifestOfIndex, indexOfBuildkitManifest } from '../../src/cache/forms/made-index.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
 import { cacheIndex } from '../support/cache-gen.js';
 import { fixturesDir } from '../support/oci-archive.js';

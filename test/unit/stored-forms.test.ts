@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/cache/convert.js';
-import { mediaTypeRefusal } from '../../src/cache/form-choice.js';
-import { probeCache, probeForms } from '../../src/cache/probe-cache.js';
-import { type StoredForm, buildStoredForm, manifestsKeeping, storedFormOf } from '../../src/cache/stored-forms.js';
+import { mediaTypeRefusal } from '../../src/cache/forms/form-choice.js';
+import { probeCache, probeForms } from '../../src/cache/forms/probe-cache.js';
+import { type StoredForm, buildStoredForm, manifestsKeeping, storedFormOf } from '../../src/cache/forms/stored-forms.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
 import { fixturesDir } from '../support/oci-archive.js';
 

@@ -1,8 +1,8 @@
 // A tiny BuildKit cache and every stored form of it, for probing what a registry accepts
 // (doctor) and for tests: one layer (an empty tar, gzipped), a cacheconfig naming it, and
 // the index BuildKit would write for them. Pure and deterministic: the same bytes always.
-import { BUILDKIT_CACHE_CONFIG, OCI_INDEX } from '../registry/media-types.js';
-import { indexText, sha256 } from './convert.js';
+import { BUILDKIT_CACHE_CONFIG, OCI_INDEX } from '../../registry/media-types.js';
+import { indexText, sha256 } from '../convert.js';
 import { type BuiltForm, type StoredForm, buildStoredForm } from './stored-forms.js';
 
 // gzip -n -9 of a tar holding nothing (two 512-byte zero blocks).

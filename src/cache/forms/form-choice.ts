@@ -2,9 +2,9 @@
 // image, or auto: BuildKit's form, which BuildKit also reads without regshim, until the
 // upstream refuses it for its media types; then the image form, kept for this upstream for
 // the life of the process (each replica learns it with one refused PUT of its own).
-import type { Logger } from '../observability/log.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { UpstreamResponse } from '../registry/upstream.js';
+import type { Logger } from '../../observability/log.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { UpstreamResponse } from '../../registry/upstream.js';
 
 export type CacheFormMode = 'auto' | 'buildkit' | 'image';
 export const CACHE_FORM_MODES: readonly CacheFormMode[] = ['auto', 'buildkit', 'image'];

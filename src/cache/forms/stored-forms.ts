@@ -6,11 +6,11 @@
 //   buildkit-image-manifest    the cacheconfig          BuildKit     the manifest; an index made from it (made-index.ts) if it names the OCI index
 //   regshim-buildkit           the cacheconfig          regshim      the pushed bytes (index, list), from the extra layer (convert.ts)
 //   regshim-image              an OCI image config      regshim      the pushed bytes (index, list, or BuildKit's manifest, then as above) (image-form.ts)
-import { OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
-import { type DigestAlgorithm, type IndexReference, algorithmOf, isRebuildable, readConvertedManifest, sha256, toImageManifest } from './convert.js';
-import { type CacheIndex, type Descriptor, classifyManifest } from './detect.js';
+import { OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST } from '../../registry/media-types.js';
+import { type DigestAlgorithm, type IndexReference, algorithmOf, isRebuildable, readConvertedManifest, sha256, toImageManifest } from '../convert.js';
+import { type CacheIndex, type Descriptor, classifyManifest } from '../detect.js';
 import { type CacheParts, toImageForm } from './image-form.js';
-import type { IndexSource } from './digest-map.js';
+import type { IndexSource } from '../digest-map.js';
 import type { WrittenForm } from './form-choice.js';
 import { type MadeIndex, buildkitManifestOfIndex, indexOfBuildkitManifest } from './made-index.js';
 

@@ -3,10 +3,10 @@
 // pure, and exact inverses for what BuildKit writes (remotecache/export.go: the same
 // descriptors, json.Marshal'd into an ocispec.Manifest or, layers then config, an
 // ocispec.Index), so any replica makes the same index and finds the manifest again from it.
-import { BUILDKIT_CACHE_CONFIG, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
-import { indexText, sha256 } from './convert.js';
-import { type CacheIndex, classifyManifest, isObject } from './detect.js';
-import { goEscaped } from './go-json.js';
+import { BUILDKIT_CACHE_CONFIG, OCI_INDEX, OCI_MANIFEST } from '../../registry/media-types.js';
+import { indexText, sha256 } from '../convert.js';
+import { type CacheIndex, classifyManifest, isObject } from '../detect.js';
+import { goEscaped } from '../go-json.js';
 
 /** An index made from an image-manifest cache: its bytes and digest. */
 export interface MadeIndex {

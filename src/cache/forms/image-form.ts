@@ -6,10 +6,10 @@
 // The config's rootfs.diff_ids and history match the layers one for one, as registries that
 // parse images check. Deterministic (no clock): the same pushed bytes give the same config
 // and manifest on every replica. BuildKit cannot read this form without regshim.
-import { DOCKER_TO_OCI_LAYER, OCI_IMAGE_CONFIG, OCI_MANIFEST } from '../registry/media-types.js';
-import { isVerifiableDigest } from '../registry/routes.js';
-import { type DigestAlgorithm, FORM_ANNOTATION, IMAGE_FORM, INDEX_DIGEST_ANNOTATION, INDEX_MEDIA_TYPE_ANNOTATION, digestWith, sha256 } from './convert.js';
-import type { Descriptor } from './detect.js';
+import { DOCKER_TO_OCI_LAYER, OCI_IMAGE_CONFIG, OCI_MANIFEST } from '../../registry/media-types.js';
+import { isVerifiableDigest } from '../../registry/routes.js';
+import { type DigestAlgorithm, FORM_ANNOTATION, IMAGE_FORM, INDEX_DIGEST_ANNOTATION, INDEX_MEDIA_TYPE_ANNOTATION, digestWith, sha256 } from '../convert.js';
+import type { Descriptor } from '../detect.js';
 
 const OCI_TAR = 'application/vnd.oci.image.layer.v1.tar';
 /** Layer types every image registry accepts, and which are compressed (diff_id != digest). */
