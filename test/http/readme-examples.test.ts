@@ -8,10 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthedUpstream, startAuthedUpstream } from '../support/auth-upstream.js';
 import { pushBlobs, putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
-import { bin, regshimCli } from '../support/cli.js';
+import { regshimCli, regshimOnTerminal } from '../support/cli.js';
 import { type Fence, fences, readPage } from '../support/markdown.js';
 import { type FixtureCache, fixtureCache } from '../support/oci-archive.js';
-import { runCommand } from '../support/processes.js';
 import { type Registry, startRegistry } from '../support/registry.js';
 import { type ShimProcess, startShimProcess } from '../support/regshim.js';
 import { type StrictGate, startStrictGate } from '../support/strict-gate.js';
@@ -96,15 +95,12 @@ function matchesOutput(expected: string[], actual: string[]): boolean {
   return fits && matchesOutput(rest, actual.slice(1));
 }
 
-/** Runs the command on a terminal (`script`), as a person would, so reports come as text. */
+/** Runs an `npx regshim` line on a terminal, as a person would, so reports come as text. */
 async function runOnTerminal(command: string) {
   const words = toHere(command).split(/\s+/);
   if (words.slice(0, 2).join(' ') !== 'npx regshim') throw new Error(`not an \`npx regshim\` line: ${command}`);
-  if (/['"\\$`]/.test(command)) throw new Error(`quotes and shell syntax are not run here: ${command}`);
-  const argv = [process.execPath, bin, ...words.slice(2)].join(' ');
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGSHIM_') || k === 'REGSHIM_TEST_PROCESSES'));
-  const r = await runCommand('script', ['-qec', argv, '/dev/null'], { env: { ...env, NO_COLOR: '1', TERM: 'dumb' }, timeoutMs: 60_000 });
-  return { code: r.code, output: r.stdout.replace(/\r/g, '') + r.stderr };
+  const r = await regshimOnTerminal(words.slice(2));
+  return { code: r.code, output: r.stdout + r.stderr };
 }
 
 /** What a block needs done first: the half-deleted cache is one with a layer blob gone. */
