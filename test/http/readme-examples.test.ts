@@ -131,15 +131,26 @@ describe('README examples', () => {
     }
   });
 
-  it('the configuration table names every flag of `regshim serve`, and no other', async () => {
+  it('the configuration table names every flag of `regshim serve`, with its environment variable, and no other flag', async () => {
     const help = await regshimCli(['serve', '--help']);
     expect(help.code).toBe(0);
-    const flags = new Set([...help.stdout.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]).filter((f) => f !== '--help'));
-    const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 1));
-    const inTable = new Set(section.split('\n').filter((l) => l.startsWith('| `--')).flatMap((l) => [...(l.split('|')[1] ?? '').matchAll(/`(--[a-z-]+)/g)].map((m) => m[1])));
-    expect([...flags].filter((f) => !inTable.has(f)).sort()).toEqual([]);
-    expect([...inTable].filter((f) => !flags.has(f)).sort()).toEqual([]);
-    expect(flags.size).toBeGreaterThanOrEqual(30);
+    // One entry per option; commander may wrap its description onto indented lines.
+    const options = help.stdout.split(/\n(?= {2}--)/).filter((o) => o.trimStart().startsWith('--'));
+    const envOf = new Map(options.map((o) => [/--[a-z-]+/.exec(o)?.[0] ?? '', /env:? (REGSHIM_[A-Z_]+)/.exec(o.replace(/\s+/g, ' '))?.[1]]));
+    envOf.delete('--help');
+    const start = readme.indexOf('## Configuration');
+    const rows = readme.slice(start, readme.indexOf('\n## ', start + 1)).split('\n').filter((l) => l.startsWith('| `--'));
+    const inTable = new Map<string, Set<string>>();
+    for (const row of rows) {
+      const [, flagCell = '', envCell = ''] = row.split(/(?<!\\)\|/); // `\|` is a pipe inside a cell
+      const envs = new Set([...envCell.matchAll(/`([A-Z_]+)(=1)?`/g)].map((m) => `REGSHIM_${m[1] ?? ''}`));
+      for (const m of flagCell.matchAll(/`(--[a-z-]+)/g)) inTable.set(m[1] ?? '', envs);
+    }
+    expect([...envOf.keys()].filter((f) => !inTable.has(f)).sort()).toEqual([]);
+    expect([...inTable.keys()].filter((f) => !envOf.has(f)).sort()).toEqual([]);
+    const wrongEnv = [...envOf].filter(([flag, env]) => env !== undefined && inTable.get(flag)?.has(env) !== true);
+    expect(wrongEnv.map(([flag, env]) => `${flag}: ${env}`)).toEqual([]);
+    expect(envOf.size).toBeGreaterThanOrEqual(30);
   });
 });
 
