@@ -12,7 +12,7 @@ RUN npx tsc -p tsconfig.json
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 # The ECR credential helper, so regshim can hold ECR credentials with IRSA and nothing else
-# (README, Credentials held by regshim); it caches tokens under $HOME/.ecr (/home/node).
+# (docs/security.md, Credentials held by regshim); it caches tokens under $HOME/.ecr (/home/node).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends amazon-ecr-credential-helper ca-certificates \
  && rm -rf /var/lib/apt/lists/*
@@ -25,5 +25,5 @@ USER node
 EXPOSE 5000
 ENV REGSHIM_LISTEN=0.0.0.0:5000
 HEALTHCHECK --interval=30s --timeout=3s CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# The bin's shebang sets the memory tuning streaming needs (README, Performance).
+# The bin's shebang sets the memory tuning streaming needs (docs/performance.md).
 ENTRYPOINT ["/app/bin/regshim.js"]

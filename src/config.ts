@@ -111,7 +111,7 @@ export const DEFAULTS = {
   /** Higher than per user: clients behind one NAT or ingress share an address. */
   authMaxFailuresPerAddress: 50,
   authFailureWindowMs: 60_000,
-  /** One process measured best on 2 shared cores (README, Performance); 'auto': one per CPU, at most 4. */
+  /** One process measured best on 2 shared cores (docs/performance.md); 'auto': one per CPU, at most 4. */
   workers: '1',
   maxAutoWorkers: 4,
 };

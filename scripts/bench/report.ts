@@ -70,7 +70,7 @@ export function render(r: Results): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** A full run's figures go to results.json, the README's table; a --quick check's beside it, so that it never replaces them. */
+/** A full run's figures go to results.json, the table in docs/performance.md; a --quick check's beside it, so that it never replaces them. */
 export function writeJson(r: Results): string {
   const file = path.join(ROOT, 'bench', r.quick ? 'results-quick.json' : 'results.json');
   const json = {

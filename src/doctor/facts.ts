@@ -19,7 +19,7 @@ export interface DoctorObservations {
   regshim: RegshimFacts | undefined;
 }
 
-/** Stable names: tools match on them (README, "Inspect and doctor"). */
+/** Stable names: tools match on them (docs/inspect-and-doctor.md). */
 export type CheckName = 'reach' | 'tls' | 'credentials' | 'pull' | 'push' | 'stored-form' | 'cleanup' | 'regshim';
 
 export interface Finding {

@@ -1,5 +1,5 @@
 // The doctor report for a person at a terminal, or as JSON for tools (its shape is pinned by
-// tests and documented in the README, "Inspect and doctor"). Pure.
+// tests and documented in docs/inspect-and-doctor.md). Pure.
 import { type Paint, jsonText, labelled, paint } from '../report/text.js';
 import { type DoctorReport, isWorkable, refusalText } from './facts.js';
 

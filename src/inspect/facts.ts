@@ -7,7 +7,7 @@ import type { RecordLoss } from './records.js';
 
 export type Severity = 'error' | 'warning';
 
-/** Stable codes: tools match on them (README, "Inspect and doctor"). */
+/** Stable codes: tools match on them (docs/inspect-and-doctor.md). */
 export type ProblemCode =
   | 'OVER_IMPORT_LIMIT'
   | 'OVER_MANIFEST_SIZE'

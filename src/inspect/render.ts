@@ -1,5 +1,5 @@
 // The inspect report for a person at a terminal, or as JSON for tools (its shape is pinned
-// by tests and documented in the README, "Inspect and doctor"). Pure.
+// by tests and documented in docs/inspect-and-doctor.md). Pure.
 import { type InspectReport, isHealthy } from './facts.js';
 import { type Paint, bytes, jsonText, labelled, paint } from '../report/text.js';
 

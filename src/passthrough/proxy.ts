@@ -186,7 +186,7 @@ export function createPassthrough(config: Config, log: Logger, metrics: Metrics,
 /**
  * Reads each upstream socket into one buffer of its own instead of a fresh 64 KiB buffer per
  * read: a download otherwise allocates 16,000 buffers a GiB, which V8 frees late, so memory
- * and page faults grow with throughput (README, Performance). Safe because Node's HTTP
+ * and page faults grow with throughput (docs/performance.md). Safe because Node's HTTP
  * parser copies every body chunk out before the next read. TLS sockets cannot do this.
  */
 export class ReusedReadBufferAgent extends http.Agent {

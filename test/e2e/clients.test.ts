@@ -21,7 +21,7 @@ const GiB = 1024 * MiB;
 // The bound of every regshim process while streaming (issue 9). Node 24 with its defaults
 // would not keep it (173-207 MiB measured): regshim is started through its bin, whose
 // shebang sets the memory tuning, and frees body buffers as soon as they are written
-// (README, Performance). 83-85 MiB measured with the relay and the early release.
+// (docs/performance.md). 83-85 MiB measured with the relay and the early release.
 const PEAK_RSS_LIMIT = 100 * MiB;
 
 const cleanup = new Cleanup();

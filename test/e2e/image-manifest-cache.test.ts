@@ -16,7 +16,7 @@ import { startShimProcess } from '../support/regshim.js';
 const RESOLVER_ACCEPT = `${OCI_MANIFEST}, ${OCI_INDEX}, */*`;
 /** What a client that reads image manifests alone sends. */
 const MANIFEST_ONLY = OCI_MANIFEST;
-// Off switch of the made index (README, Configuration).
+// Off switch of the made index (docs/configuration.md).
 const NO_INDEX_FLAG = ['--image-manifest-as-index', 'off'];
 
 interface Descriptor {

@@ -103,7 +103,7 @@ describe('gcr profile (the default)', () => {
   });
 });
 
-describe('which stored forms each profile accepts (the README table), with the probe cache', () => {
+describe('which stored forms each profile accepts (the table in docs/storage.md), with the probe cache', () => {
   const expected: Record<GateProfile, Record<StoredForm, number>> = {
     gcr: { 'buildkit-image-manifest': 201, 'regshim-buildkit': 201, 'regshim-image': 201 },
     quay: { 'buildkit-image-manifest': 400, 'regshim-buildkit': 400, 'regshim-image': 201 },

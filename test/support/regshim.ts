@@ -42,7 +42,7 @@ export async function startShimProcess(upstream: string, extraArgs: string[] = [
   const url = `http://127.0.0.1:${port}`;
   const proc = await startReady(
     {
-      // Started through its shebang, which sets the memory tuning (README, Performance).
+      // Started through its shebang, which sets the memory tuning (docs/performance.md).
       cmd: join(repoRoot, 'bin', 'regshim.js'),
       args: ['--upstream', upstream, '--listen', `127.0.0.1:${port}`, ...extraArgs],
       logFile,
