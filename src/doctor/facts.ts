@@ -1,7 +1,7 @@
 // doctor's verdict from what it observed: each check passed or failed, with what to do
 // about each failure, and the stored form regshim would choose. Pure.
 import { formById, knownForms } from '../inspect/forms.js';
-import type { ChallengeFacts, CredentialFacts, Reach, RegshimFacts, TlsFacts } from './gather.js';
+import type { Access, ChallengeFacts, CredentialFacts, Reach, RegshimFacts, TlsFacts } from './gather.js';
 import type { ProbeResult, ProbeRun } from './probes.js';
 import type { CacheFormMode } from '../cache/forms/form-choice.js';
 
@@ -64,7 +64,8 @@ export function doctorFacts(o: DoctorObservations): DoctorReport {
   // Unreached, access cannot be told: the reach failure is the one to fix.
   if (o.reach.ok && (o.credentials.source !== undefined || o.challenge.scheme === 'none')) {
     if (!o.credentials.pull.ok) fail('pull', `no read access to ${o.repository}: ${o.credentials.pull.detail}`, `grant the credentials pull on ${o.repository}`);
-    if (!o.credentials.push.ok) fail('push', `no push token for ${o.repository}: ${o.credentials.push.detail}`, `grant the credentials push on ${o.repository}`);
+    // A refused upload says so itself, below.
+    if (!o.credentials.push.ok && o.credentials.pull.ok && o.probes?.upload.ok !== false) fail('push', `no push token for ${o.repository}: ${o.credentials.push.detail}`, `grant the credentials push on ${o.repository}`);
   }
   const probes = o.probes;
   if (probes && !probes.upload.ok) {
@@ -108,4 +109,16 @@ export function refusalText(r: ProbeResult): string {
 /** regshim will work in front of this registry (exit 0). */
 export function isWorkable(report: DoctorReport): boolean {
   return report.findings.every((f) => f.severity !== 'error');
+}
+
+/**
+ * Push as the probes proved it. A Basic header, unlike a token, is had without asking the
+ * registry, so it says nothing until an upload is accepted; without probes (read access
+ * refused), push was not tried.
+ */
+export function provenPush(credentials: CredentialFacts, probes: ProbeRun | undefined): Access {
+  if (!credentials.push.ok) return credentials.push;
+  if (!probes) return credentials.pull.ok ? credentials.push : { ok: false, detail: `not tried: read access was refused (${credentials.pull.detail})` };
+  if (probes.upload.ok) return credentials.push;
+  return { ok: false, detail: `a blob upload answered ${probes.upload.status}${probes.upload.refusal ? ` ${probes.upload.refusal.code}` : ''}` };
 }

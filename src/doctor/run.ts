@@ -6,7 +6,7 @@ import { connectRegistry } from '../registry/client.js';
 import { OciError } from '../registry/errors.js';
 import { BUILDKIT_CACHE_CONFIG } from '../registry/media-types.js';
 import type { Output } from '../report/text.js';
-import { doctorFacts, isWorkable } from './facts.js';
+import { doctorFacts, isWorkable, provenPush } from './facts.js';
 import { credentialFacts, reach, regshimFacts, tlsFacts } from './gather.js';
 import { type ProbeRun, runProbes } from './probes.js';
 import { doctorJson, doctorText } from './render.js';
@@ -35,7 +35,8 @@ export async function runDoctor(config: Config, opts: DoctorOptions, out: Output
       });
     }
     const regshim = opts.regshim ? await regshimFacts(opts.regshim) : undefined;
-    const report = doctorFacts({ upstream: config.upstream.origin, repository, cacheForm: config.cacheForm, reach: reached.reach, tls, challenge: reached.challenge, credentials, probes, regshim });
+    const proven = { ...credentials, push: provenPush(credentials, probes) };
+    const report = doctorFacts({ upstream: config.upstream.origin, repository, cacheForm: config.cacheForm, reach: reached.reach, tls, challenge: reached.challenge, credentials: proven, probes, regshim });
     out.write(out.json ? doctorJson(report) : doctorText(report, out.color));
     return isWorkable(report) ? 0 : 1;
   } finally {

@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/cache/convert.js';
 import { classifyManifest } from '../../src/cache/detect.js';
-import { type DoctorObservations, chooseStoredForm, doctorFacts, isWorkable } from '../../src/doctor/facts.js';
+import { type DoctorObservations, chooseStoredForm, doctorFacts, isWorkable, provenPush } from '../../src/doctor/facts.js';
 import type { ProbeRun } from '../../src/doctor/probes.js';
 import { makeSmallCache } from '../../src/doctor/small-cache.js';
 import { knownForms, recognise } from '../../src/inspect/forms.js';
@@ -118,5 +118,20 @@ describe('doctorFacts', () => {
     const report = doctorFacts({ ...healthy, probes: { ...accepted(['regshim-buildkit']), leftovers: [{ what: 'blob sha256:x', status: 405, refusal: { code: 'UNSUPPORTED', message: 'The operation is unsupported.' } }] } });
     expect(report.findings).toEqual([expect.objectContaining({ check: 'cleanup', severity: 'warning', message: expect.stringMatching(/405 UNSUPPORTED/) })]);
     expect(isWorkable(report)).toBe(true);
+  });
+});
+
+describe('provenPush', () => {
+  const basic = { source: '--upstream-username', pull: { ok: true, detail: '' }, push: { ok: true, detail: 'Basic credentials' } };
+  const refusedUpload: ProbeRun = { upload: { ok: false, status: 401, refusal: { code: 'UNAUTHORIZED', message: 'no' } }, results: [], leftovers: [] };
+
+  it('a Basic header proves nothing: an upload the registry refused makes push fail', () => {
+    expect(provenPush(basic, refusedUpload)).toEqual({ ok: false, detail: 'a blob upload answered 401 UNAUTHORIZED' });
+    expect(provenPush(basic, accepted(ALL))).toEqual(basic.push);
+  });
+
+  it('read access refused: push was not tried, and is not ok', () => {
+    const refused = { ...basic, pull: { ok: false, detail: 'GET /v2/team/app/tags/list answered 401' } };
+    expect(provenPush(refused, undefined)).toEqual({ ok: false, detail: 'not tried: read access was refused (GET /v2/team/app/tags/list answered 401)' });
   });
 });
