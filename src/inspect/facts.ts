@@ -154,7 +154,8 @@ function formWarnings(stored: CacheForm, served: CacheForm | undefined): Problem
   const out: Problem[] = [];
   if (!stored.strictRegistriesStore) {
     out.push({ code: 'REFUSED_BY_STRICT_REGISTRIES', severity: 'warning', message: `${stored.label}: ECR, GCR, Quay, Harbor and distribution 3 refuse to store it; push it through regshim there` });
-  } else if (!stored.allowListRegistriesStore) {
+  } else if (!stored.allowListRegistriesStore && stored.writtenAs === undefined) {
+    // regshim's own forms need no warning: --cache-form auto moves to the image form where refused.
     out.push({ code: 'REFUSED_BY_ALLOW_LISTS', severity: 'warning', message: `${stored.label}: registries that allow-list media types (Quay, GitLab) refuse its config type` });
   }
   if (!(served ?? stored).importedBy.includes('0.8-0.11')) {

@@ -51,7 +51,7 @@ describe('on a terminal', () => {
         '  newest layer      2026-11-28T22:02:47.628276874Z',
         '  BuildKit imports  through regshim: 0.8-0.11, 0.12+',
         '                    from the registry directly: 0.12+',
-        `  problems          warning ${own}: registries that allow-list media types (Quay, GitLab) refuse its config type`,
+        '  problems          none',
         '[exit 0]',
       ].join('\n'),
     );

@@ -77,11 +77,11 @@ describe('recognise: which cache form a body is', () => {
 describe('inspectFacts', () => {
   const index = fixture('index.json');
 
-  it('the fixture through regshim: two forms, 975 bytes of cache, the newest layer, no problem but the allow-list warning', () => {
+  it('the fixture through regshim: two forms, 975 bytes of cache, the newest layer, no problem (regshim\'s own form: auto moves where refused)', () => {
     const report = inspectFacts({ reference: 'a:b', stored: fetched(converted(index)), served: fetched(index) });
     expect(report).toMatchObject({ layers: 2, cacheBytes: 123 + 112 + 740, newestLayer: '2026-11-28T22:02:47.628276874Z' });
     expect(report.importedBy).toEqual({ throughRegshim: ['0.8-0.11', '0.12+'], fromRegistry: ['0.12+'] });
-    expect(report.problems.map((p) => p.code)).toEqual(['REFUSED_BY_ALLOW_LISTS']);
+    expect(report.problems.map((p) => p.code)).toEqual([]);
     expect(isHealthy(report)).toBe(true);
   });
 
