@@ -236,13 +236,11 @@ export const ECR_MAX_LAYERS = 500;
 export const REGISTRY_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** The registry limits a converted manifest meets: named in the log when a PUT is refused. */
-export function registryLimitProblems(converted: { bytes: Buffer; manifest: { layers: readonly unknown[] } }): string[] {
+export function registryLimitProblems(manifestBytes: Uint8Array, layers: number): string[] {
   const out: string[] = [];
-  if (converted.manifest.layers.length > ECR_MAX_LAYERS) {
-    out.push(`${converted.manifest.layers.length} layers: ECR refuses more than about ${ECR_MAX_LAYERS}`);
-  }
-  if (converted.bytes.length > REGISTRY_MAX_MANIFEST_BYTES) {
-    out.push(`${converted.bytes.length} bytes: ECR and others refuse manifests over ${REGISTRY_MAX_MANIFEST_BYTES}`);
+  if (layers > ECR_MAX_LAYERS) out.push(`${layers} layers: ECR refuses more than about ${ECR_MAX_LAYERS}`);
+  if (manifestBytes.byteLength > REGISTRY_MAX_MANIFEST_BYTES) {
+    out.push(`${manifestBytes.byteLength} bytes: ECR and others refuse manifests over ${REGISTRY_MAX_MANIFEST_BYTES}`);
   }
   return out;
 }

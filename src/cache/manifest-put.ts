@@ -48,7 +48,6 @@ function prepareWrite(cache: PushedCache, body: Buffer, form: WrittenForm, refer
   const algorithm = isDigest(reference) ? algorithmOf(reference) : 'sha256';
   if (form === 'image') {
     const built = toImageForm(cache.parts, body, algorithm);
-    const manifest = { bytes: built.bytes, manifest: { layers: Array.from({ length: cache.parts.layers.length + 2 }) } };
     return {
       form,
       asPushed: false,
@@ -57,7 +56,7 @@ function prepareWrite(cache: PushedCache, body: Buffer, form: WrittenForm, refer
       blobs: [{ digest: built.originalBlob.digest, bytes: body }, built.configBlob],
       buildkitTypes: [],
       rebuildable: false,
-      limitProblems: registryLimitProblems(manifest),
+      limitProblems: registryLimitProblems(built.bytes, built.layerCount),
       importProblems: importLimitProblems(cache.parts, body),
     };
   }
@@ -74,7 +73,7 @@ function prepareWrite(cache: PushedCache, body: Buffer, form: WrittenForm, refer
     blobs: [{ digest: converted.indexBlob.digest, bytes: body }],
     buildkitTypes: [BUILDKIT_CACHE_CONFIG, indexLayerMediaType],
     rebuildable: isRebuildable(converted, body),
-    limitProblems: registryLimitProblems(converted),
+    limitProblems: registryLimitProblems(converted.bytes, converted.manifest.layers.length),
     // BuildKit >= 0.12 reads this form straight from the registry: the manifest counts too.
     importProblems: importLimitProblems(cache.parts, body, converted),
   };

@@ -211,9 +211,11 @@ describe('registryLimitProblems', () => {
   it('names too many layers and too many bytes, and nothing for the fixture', () => {
     const bytes = fixture('index.json');
     const index = parseCache(bytes);
-    expect(registryLimitProblems(toImageManifest(index, bytes, OWN))).toEqual([]);
+    const fits = toImageManifest(index, bytes, OWN);
+    expect(registryLimitProblems(fits.bytes, fits.manifest.layers.length)).toEqual([]);
     const many = { ...index, layers: Array.from({ length: 600 }, (_, i) => ({ ...index.layers[0]!, annotations: { pad: 'x'.repeat(i === 0 ? 4_300_000 : 1) } })) };
-    const problems = registryLimitProblems(toImageManifest(many, bytes, OWN));
+    const over = toImageManifest(many, bytes, OWN);
+    const problems = registryLimitProblems(over.bytes, over.manifest.layers.length);
     expect(problems).toHaveLength(2);
     expect(problems[0]).toBe('601 layers: ECR refuses more than about 500');
     expect(problems[1]).toMatch(/^\d+ bytes: ECR and others refuse manifests over 4194304$/);

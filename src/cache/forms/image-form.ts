@@ -36,6 +36,8 @@ export interface ImageForm {
   configBlob: { bytes: Buffer; digest: string };
   /** The descriptor of the pushed bytes, uploaded as a blob before the manifest. */
   originalBlob: Descriptor;
+  /** How many layers the manifest has: the cache's, its cacheconfig and the pushed bytes. */
+  layerCount: number;
 }
 
 /** The image-form manifest for a pushed cache; `algorithm` is the one the client's digest uses. */
@@ -53,7 +55,7 @@ export function toImageForm(parts: CacheParts, original: Uint8Array, algorithm: 
     annotations: { [FORM_ANNOTATION]: IMAGE_FORM, [INDEX_DIGEST_ANNOTATION]: originalDigest, [INDEX_MEDIA_TYPE_ANNOTATION]: parts.mediaType },
   };
   const bytes = Buffer.from(JSON.stringify(manifest));
-  return { bytes, digest: sha256(bytes), configBlob, originalBlob };
+  return { bytes, digest: sha256(bytes), configBlob, originalBlob, layerCount: layers.length };
 }
 
 /** The descriptor with a standard layer type; annotations (BuildKit's diff ID among them) kept. */
