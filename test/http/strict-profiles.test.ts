@@ -6,13 +6,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { probeForms } from '../../src/cache/forms/probe-cache.js';
 import type { StoredForm } from '../../src/cache/forms/stored-forms.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
 import { pushBlob, pushBlobs, putManifest } from '../support/blobs.js';
 import { Cleanup } from '../support/cleanup.js';
 import { type FixtureCache, fixtureCache, fixturesDir } from '../support/oci-archive.js';
 import { type Registry, startRegistry } from '../support/registry.js';
+import { smallCacheForms } from '../support/small-cache-forms.js';
 import { type GateProfile, type StrictGate, startStrictGate } from '../support/strict-gate.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -103,14 +103,14 @@ describe('gcr profile (the default)', () => {
   });
 });
 
-describe('which stored forms each profile accepts (the table in docs/storage.md), with the probe cache', () => {
+describe('which stored forms each profile accepts (the table in docs/storage.md), with doctor\'s small cache', () => {
   const expected: Record<GateProfile, Record<StoredForm, number>> = {
     gcr: { 'buildkit-image-manifest': 201, 'regshim-buildkit': 201, 'regshim-image': 201 },
     quay: { 'buildkit-image-manifest': 400, 'regshim-buildkit': 400, 'regshim-image': 201 },
     gitlab: { 'buildkit-image-manifest': 201, 'regshim-buildkit': 400, 'regshim-image': 201 },
   };
   it.each(['gcr', 'quay', 'gitlab'] as const)('%s', async (profile) => {
-    const forms = probeForms(DEFAULT_INDEX_LAYER_MEDIA_TYPE);
+    const forms = smallCacheForms(DEFAULT_INDEX_LAYER_MEDIA_TYPE);
     const got: Record<string, number> = {};
     for (const [form, built] of Object.entries(forms)) {
       const repo = `probe/${profile}-${form}`;

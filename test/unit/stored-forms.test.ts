@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/cache/convert.js';
 import { mediaTypeRefusal } from '../../src/cache/forms/form-choice.js';
-import { probeCache, probeForms } from '../../src/cache/forms/probe-cache.js';
 import { type StoredForm, buildStoredForm, manifestsKeeping, storedFormOf } from '../../src/cache/forms/stored-forms.js';
 import { DEFAULT_INDEX_LAYER_MEDIA_TYPE } from '../../src/registry/media-types.js';
 import { fixturesDir } from '../support/oci-archive.js';
+import { smallCacheForms, testSmallCache } from '../support/small-cache-forms.js';
 
 const fixture = (name: string) => readFileSync(join(fixturesDir(), name));
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -111,10 +111,10 @@ describe('mediaTypeRefusal: when --cache-form auto sends a PUT again in the imag
   });
 });
 
-describe('probeForms: every stored form of a tiny cache, for probing a registry', () => {
+describe("every stored form of doctor's small cache, as its probes push them", () => {
   it('each form is what storedFormOf recognises, and names only blobs it uploads', () => {
-    const forms = probeForms(DEFAULT_INDEX_LAYER_MEDIA_TYPE);
-    const { index: pushed } = probeCache();
+    const forms = smallCacheForms(DEFAULT_INDEX_LAYER_MEDIA_TYPE);
+    const { index: pushed } = testSmallCache();
     for (const [form, built] of Object.entries(forms)) {
       expect(storedFormOf(built.bytes).form).toBe(form);
       const doc = JSON.parse(built.bytes.toString()) as { config: { digest: string }; layers: { digest: string }[] };
