@@ -82,11 +82,14 @@ export function createExchange(config: Config, upstream: Upstream) {
     return up;
   }
 
-  /** Uploads bytes regshim keeps (an index) as a blob of the repository, unless it is there already; undefined once there, else the refusal. */
-  async function storeBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer, looked?: UpstreamResponse): Promise<UpstreamResponse | undefined> {
+  /**
+   * Uploads bytes regshim keeps (an index) as a blob of the repository, unless it is there
+   * already: 'present', 'uploaded', or the upstream's refusal.
+   */
+  async function storeBlob(req: IncomingMessage, res: ServerResponse, name: string, digest: string, bytes: Buffer): Promise<'present' | 'uploaded' | UpstreamResponse> {
     const exists = () => call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${digest}`, headers: clientHeaders(req) });
-    const head = looked ?? (await exists());
-    if (head.status === 200) return undefined;
+    const head = await exists();
+    if (head.status === 200) return 'present';
     // A 401 here would challenge for pull only; the POST's challenge asks for push, as the
     // client's own manifest PUT would have.
     if (head.status !== 404 && head.status !== 401) return head;
@@ -94,8 +97,10 @@ export function createExchange(config: Config, upstream: Upstream) {
     // Pushes of one new cache upload the same blob at once, and distribution fails a losing
     // commit (400 DIGEST_INVALID, or 500) while the winner's may not be visible yet: look
     // again, and upload once more if it is still missing.
-    if (failed === undefined || failed.status === 401 || failed.status === 403) return failed;
-    return (await exists()).status === 200 ? undefined : uploadBlob(req, res, name, digest, bytes);
+    if (failed === undefined) return 'uploaded';
+    if (failed.status === 401 || failed.status === 403) return failed;
+    if ((await exists()).status === 200) return 'present';
+    return (await uploadBlob(req, res, name, digest, bytes)) ?? 'uploaded';
   }
 
   /** POST + monolithic PUT, as containerd uploads; undefined once stored, else the refusal. */

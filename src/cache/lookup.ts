@@ -62,10 +62,9 @@ export function createLookup(config: Config, exchange: Exchange, map: DigestMap,
       // Looked at on every read, not remembered: no manifest references the blob, so a
       // registry's garbage collection removes it, and a replica that never read the tag
       // finds the manifest by the index digest only through it.
-      const head = await call(req, res, { method: 'HEAD', path: `/v2/${name}/blobs/${index.indexDigest}`, headers: clientHeaders(req) });
-      if (head.status === 200) return;
-      const refused = await storeBlob(req, res, name, index.indexDigest, index.bytes, head);
-      refusal = refused ? `upstream answered ${refused.status}` : undefined;
+      const stored = await storeBlob(req, res, name, index.indexDigest, index.bytes);
+      if (stored === 'present') return;
+      refusal = stored === 'uploaded' ? undefined : `upstream answered ${stored.status}`;
     } catch (err) {
       refusal = (err as Error).message;
     }

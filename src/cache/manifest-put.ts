@@ -168,7 +168,7 @@ export function createPutHandler(ctx: CacheContext) {
   async function writeForm(req: Request, res: Response, name: string, reference: string, write: PreparedWrite, logFields: Record<string, unknown>): Promise<UpstreamResponse> {
     for (const blob of write.blobs) {
       const refused = await storeBlob(req, res, name, blob.digest, blob.bytes);
-      if (refused) {
+      if (typeof refused !== 'string') {
         log.warn({ ...logFields, blob: blob.digest, status: refused.status, ...refusalFields(refused) }, 'upstream refused a blob of the cache; nothing was converted');
         return refused;
       }
